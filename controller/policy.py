@@ -46,7 +46,7 @@ class Account:
 
 @dataclass(frozen=True)
 class UserSelection:
-    """Which IAM users a policy manages: named users plus those a selector matches, less exclusions."""
+    """Which IAM users a policy manages: named users and selector matches, less exclusions."""
 
     names: tuple[str, ...] = ()
     path_prefix: str | None = None
@@ -170,7 +170,9 @@ class Policy:
 
 def render_template(template: str, *, user: str, policy: str, account: str) -> str:
     """Fill the `{user}`, `{policy}` and `{account}` placeholders of a target name."""
-    return template.replace("{user}", user).replace("{policy}", policy).replace("{account}", account)
+    return (
+        template.replace("{user}", user).replace("{policy}", policy).replace("{account}", account)
+    )
 
 
 PLACEHOLDERS = ("{user}", "{policy}", "{account}")

@@ -1,0 +1,82 @@
+"""`keyrotor status`: where every user's rotation stands, from the status files alone.
+
+It needs no AWS access, so anyone with a clone can see which keys are overdue at a glance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from controller.durations import format_duration
+from controller.runtime import all_statuses, now_of
+from controller.status import PolicyStatus, UserStatus
+from controller.timefmt import to_iso
+
+
+def _age(created: datetime | None, now: datetime) -> str:
+    return format_duration(now - created) if created else "-"
+
+
+def _rows(statuses: list[PolicyStatus], policies: list[str]) -> list[tuple[str, str, UserStatus]]:
+    return [
+        (ps.policy, user, st)
+        for ps in statuses
+        if not policies or ps.policy in policies
+        for user, st in sorted(ps.users.items())
+    ]
+
+
+def _overdue(st: UserStatus, now: datetime) -> bool:
+    return st.overdue_at is not None and now >= st.overdue_at
+
+
+def run(args: argparse.Namespace) -> int:
+    now = now_of(args)
+    rows = _rows(all_statuses(Path(args.repo)), args.policy)
+    if args.format == "json":
+        users: list[dict[str, Any]] = [
+            {
+                "policy": policy,
+                "user": user,
+                "phase": str(st.phase),
+                "oldKey": st.old_key,
+                "newKey": st.new_key,
+                "overdue": _overdue(st, now),
+                "nextStep": st.next_step,
+                "nextAt": to_iso(st.next_at) if st.next_at else None,
+                "message": st.message,
+            }
+            for policy, user, st in rows
+        ]
+        print(json.dumps({"users": users}, indent=2))
+        return 0
+    if not rows:
+        print("No status yet: run `keyrotor apply` first.")
+        return 0
+    header = ("POLICY", "USER", "PHASE", "OLD KEY", "AGE", "NEW KEY", "AGE", "NEXT")
+    table = [header]
+    for policy, user, st in rows:
+        nxt = f"{st.next_step} {st.next_at:%Y-%m-%d %H:%M}Z" if st.next_step and st.next_at else "-"
+        phase = str(st.phase) + (" OVERDUE" if _overdue(st, now) else "")
+        table.append(
+            (
+                policy,
+                user,
+                phase,
+                st.old_key or "-",
+                _age(st.old_key_created, now),
+                st.new_key or "-",
+                _age(st.new_key_created, now),
+                nxt,
+            )
+        )
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    overdue = sum(1 for _, _, st in rows if _overdue(st, now))
+    print(f"\n{len(rows)} users, {overdue} overdue.")
+    return 0

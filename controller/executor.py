@@ -1,0 +1,387 @@
+"""The executor: carries out a plan's actions against IAM and the targets, and records them in git.
+
+Before each mutation it re-reads the state the action depends on, so a plan that went stale
+(another run, a person) fails its precondition instead of breaking a rule: never a third key,
+never touching a key a target holds, never leaving a user without an active key.
+
+Before CreateAccessKey, the only step that cannot be repeated safely (its secret is returned
+once), the executor commits and pushes an intent. If this process dies after creating the key,
+the next run sees a key created after the intent and either finishes storing it (a readable
+target has it) or deletes it (its secret is lost).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import boto3
+
+from controller.aws import AWS_ERRORS, CLIENT_CONFIG, AwsSessions, describe_error, error_code
+from controller.errors import KeyrotorError
+from controller.gitops.repo import StatusRepo
+from controller.planner import Action, ActionKind, Outcome, Plan, PolicyPlan, record_success
+from controller.policy import Policy
+from controller.secret import AccessKeySecret
+from controller.status import PolicyStatus, dump, status_path
+from controller.targets import BoundTarget, bind_all
+
+Hook = Callable[[str], None]
+
+# A new key can take a few seconds to authenticate everywhere (IAM is eventually consistent).
+VERIFY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
+
+
+class PreconditionFailed(KeyrotorError):
+    """The state changed since the plan was made; the action was not carried out."""
+
+
+@dataclass
+class ActionResult:
+    action: Action
+    ok: bool
+    outcome: Outcome = field(default_factory=Outcome)
+    error: str = ""
+
+
+@dataclass
+class ApplyResult:
+    results: list[ActionResult] = field(default_factory=list)
+    commits: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[ActionResult]:
+        return [r for r in self.results if not r.ok]
+
+
+def run_id() -> str:
+    """GitHub's run id when in Actions, so a commit links to the run that made it."""
+    return os.environ.get("GITHUB_RUN_ID") or f"local-{uuid.uuid4().hex[:12]}"
+
+
+class Executor:
+    def __init__(
+        self,
+        sessions: AwsSessions,
+        repo: StatusRepo,
+        *,
+        now: datetime,
+        push: bool = True,
+        hook: Hook | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        echo: Callable[[str], None] = print,
+        run: str | None = None,
+    ) -> None:
+        self.sessions, self.repo, self.now, self.push = sessions, repo, now, push
+        self._hook = hook or (lambda point: None)
+        self.sleep, self.echo = sleep, echo
+        self.run = run or run_id()
+
+    # -- the whole plan --
+    def apply(self, plan: Plan) -> ApplyResult:
+        result = ApplyResult()
+        for policy_plan in plan.policies:
+            self._apply_policy(policy_plan, result)
+        return result
+
+    def _apply_policy(self, pp: PolicyPlan, result: ApplyResult) -> None:
+        status = pp.status
+        creates = [a for a in pp.actions if a.kind == ActionKind.CREATE_KEY]
+        if creates:
+            status = self._record_intent(pp.policy, status, creates, result)
+        done: list[ActionResult] = []
+        for user_plan in pp.users:
+            for action in user_plan.actions:
+                outcome, error = self._attempt(pp.policy, action)
+                user_status = status.users[action.user]
+                if error is None:
+                    done.append(ActionResult(action, True, outcome))
+                    status = status.with_user(
+                        action.user,
+                        record_success(pp.policy, user_status, action, outcome, self.now),
+                    )
+                    self.echo(f"{pp.policy.name}: {_done_line(action, outcome)}")
+                    continue
+                done.append(ActionResult(action, False, error=error))
+                status = status.with_user(
+                    action.user, replace(user_status, message=f"{action.kind} failed: {error}")
+                )
+                self.echo(f"{pp.policy.name}: {action.kind} for {action.user} FAILED: {error}")
+                break
+        result.results.extend(done)
+        if not status.same_content(pp.previous):
+            status = replace(status, last_reconciled=self.now)
+            sha = self._commit_status(pp.policy, status, done)
+            if sha:
+                result.commits.append(sha)
+            if self.push:
+                self._hook("push:status")
+                self.repo.push_status()
+
+    # -- intent --
+    def _record_intent(
+        self, policy: Policy, status: PolicyStatus, creates: Sequence[Action], result: ApplyResult
+    ) -> PolicyStatus:
+        for action in creates:
+            status = status.with_user(
+                action.user, replace(status.users[action.user], intent_at=self.now)
+            )
+        users = ", ".join(a.user for a in creates)
+        sha = self.repo.commit(
+            {status_path(policy.name): dump(replace(status, last_reconciled=self.now))},
+            f"keyrotor({policy.name}): about to create a key for {users}",
+            [
+                "Recorded before CreateAccessKey: if this run dies after creating a key, the next",
+                "run recognises the key as its own (created after this commit) and finishes or",
+                "removes it. No key exists yet for this step.",
+            ],
+            [("Keyrotor-Policy", policy.name)]
+            + [("Keyrotor-User", a.user) for a in creates]
+            + [("Keyrotor-Intent", f"{a.user} {a.kind} replaces {a.replaces}") for a in creates]
+            + [("Keyrotor-Run", self.run)],
+        )
+        if sha:
+            result.commits.append(sha)
+        if self.push:
+            self._hook("push:intent")
+            self.repo.push_intent()  # PushRejected: stop before touching AWS
+        return status
+
+    def _commit_status(
+        self, policy: Policy, status: PolicyStatus, done: Sequence[ActionResult]
+    ) -> str | None:
+        ok = [r for r in done if r.ok]
+        phrases = [_phrase(r.action) for r in ok] or ["record status"]
+        body = [f"{r.action.user}: {_done_line(r.action, r.outcome)}" for r in ok]
+        body += [f"{r.action.user}: {r.action.kind} FAILED: {r.error}" for r in done if not r.ok]
+        trailers = [("Keyrotor-Policy", policy.name)]
+        trailers += [("Keyrotor-User", u) for u in dict.fromkeys(r.action.user for r in ok)]
+        trailers += [("Keyrotor-Key", k) for k in dict.fromkeys(_key(r) for r in ok) if k]
+        trailers += [("Keyrotor-Step", f"{r.action.user} {r.action.kind} {_key(r)}") for r in ok]
+        trailers.append(("Keyrotor-Run", self.run))
+        return self.repo.commit(
+            {status_path(policy.name): dump(status)},
+            f"keyrotor({policy.name}): {', '.join(phrases)}",
+            body or [f"Status of {len(status.users)} user(s) recorded; no key changed."],
+            trailers,
+        )
+
+    # -- one action --
+    def _attempt(self, policy: Policy, action: Action) -> tuple[Outcome, str | None]:
+        try:
+            return self._execute(policy, action), None
+        except KeyrotorError as exc:
+            return Outcome(), str(exc)
+        except AWS_ERRORS as exc:
+            return Outcome(), describe_error(exc)
+
+    def _execute(self, policy: Policy, action: Action) -> Outcome:
+        iam = self.sessions.client(policy.account, "iam")
+        account_id = self.sessions.account_id(policy.account)
+        targets = bind_all(policy, action.user, account_id, self.sessions)
+        handler = {
+            ActionKind.CREATE_KEY: self._create,
+            ActionKind.STORE_KEY: self._store,
+            ActionKind.DELETE_ORPHAN: self._delete_orphan,
+            ActionKind.DEACTIVATE_KEY: self._deactivate,
+            ActionKind.DELETE_KEY: self._delete,
+        }[action.kind]
+        return handler(policy, action, iam, targets)
+
+    def _call(self, name: str, fn: Callable[..., Any], **params: Any) -> Any:
+        self._hook(f"before:{name}")
+        response = fn(**params)
+        self._hook(f"after:{name}")
+        return response
+
+    def _keys(self, iam: Any, user: str) -> dict[str, dict[str, Any]]:
+        metas = iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+        return {m["AccessKeyId"]: m for m in metas}
+
+    def _write(self, target: BoundTarget, secret: AccessKeySecret) -> None:
+        self._hook(f"before:write {target.description}")
+        target.write(secret)
+        self._hook(f"after:write {target.description}")
+
+    def _create(
+        self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
+    ) -> Outcome:
+        keys = self._keys(iam, action.user)
+        if len(keys) >= 2:
+            raise PreconditionFailed(
+                f"{action.user} already has two access keys "
+                f"({', '.join(sorted(keys))}); a third cannot exist"
+            )
+        old = keys.get(action.replaces or "")
+        if old is None or old["Status"] != "Active":
+            raise PreconditionFailed(
+                f"key {action.replaces} of {action.user} is no longer "
+                "the active key the plan was made for"
+            )
+        created = self._call("create_access_key", iam.create_access_key, UserName=action.user)[
+            "AccessKey"
+        ]
+        secret = AccessKeySecret(created["AccessKeyId"], created["SecretAccessKey"])
+        self_used_at = self._verify(policy, iam, action.user, secret)
+        for target in targets:
+            self._write(target, secret)
+        return Outcome(secret.access_key_id, created["CreateDate"], self_used_at)
+
+    def _verify(self, policy: Policy, iam: Any, user: str, secret: AccessKeySecret) -> datetime:
+        """Prove the new key authenticates as `user` before any application is given it."""
+        expected = iam.get_user(UserName=user)["User"]["Arn"]
+        sts = boto3.client(
+            "sts",
+            aws_access_key_id=secret.access_key_id,
+            aws_secret_access_key=secret.secret_access_key,
+            region_name=policy.account.region or "us-east-1",
+            config=CLIENT_CONFIG,
+        )
+        last_error = ""
+        for delay in (0.0, *VERIFY_DELAYS):
+            if delay:
+                self.sleep(delay)
+            try:
+                arn = self._call("sts_get_caller_identity", sts.get_caller_identity)["Arn"]
+            except AWS_ERRORS as exc:
+                if error_code(exc) not in ("InvalidClientTokenId", "SignatureDoesNotMatch"):
+                    raise
+                last_error = describe_error(exc)
+                continue
+            if arn != expected:
+                self._call(
+                    "delete_access_key",
+                    iam.delete_access_key,
+                    UserName=user,
+                    AccessKeyId=secret.access_key_id,
+                )
+                raise PreconditionFailed(
+                    f"new key {secret.access_key_id} authenticated as {arn}, "
+                    f"not {expected}; deleted it"
+                )
+            used = iam.get_access_key_last_used(AccessKeyId=secret.access_key_id)
+            return used.get("AccessKeyLastUsed", {}).get("LastUsedDate") or self.now
+        self._call(
+            "delete_access_key",
+            iam.delete_access_key,
+            UserName=user,
+            AccessKeyId=secret.access_key_id,
+        )
+        waited = timedelta(seconds=sum(VERIFY_DELAYS))
+        raise PreconditionFailed(
+            f"new key {secret.access_key_id} did not authenticate within "
+            f"{waited.seconds}s ({last_error}); deleted it, nothing was stored"
+        )
+
+    def _holders(self, targets: list[BoundTarget], key_id: str) -> list[BoundTarget]:
+        return [t for t in targets if t.readable and _held(t) == key_id]
+
+    def _store(
+        self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
+    ) -> Outcome:
+        assert action.key is not None
+        keys = self._keys(iam, action.user)
+        if action.key not in keys:
+            raise PreconditionFailed(f"key {action.key} of {action.user} no longer exists")
+        holders = self._holders(targets, action.key)
+        if not holders:
+            raise PreconditionFailed(f"no readable target holds key {action.key} any more")
+        secret = holders[0].read()
+        assert secret is not None
+        for target in targets:
+            if target not in holders:
+                self._write(target, secret)
+        return Outcome(action.key, keys[action.key]["CreateDate"], None)
+
+    def _delete_orphan(
+        self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
+    ) -> Outcome:
+        assert action.key is not None
+        if holders := self._holders(targets, action.key):
+            raise PreconditionFailed(
+                f"{holders[0].description} holds key {action.key}; it is not an orphan"
+            )
+        self._call(
+            "delete_access_key", iam.delete_access_key, UserName=action.user, AccessKeyId=action.key
+        )
+        return Outcome(action.key)
+
+    def _deactivate(
+        self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
+    ) -> Outcome:
+        assert action.key is not None
+        keys = self._keys(iam, action.user)
+        others = [k for k, m in keys.items() if k != action.key and m["Status"] == "Active"]
+        if not others:
+            raise PreconditionFailed(
+                f"{action.key} is the only active key of {action.user}; "
+                "deactivating it would leave no working key"
+            )
+        for target in targets:
+            if target.readable and _held(target) != others[0]:
+                raise PreconditionFailed(
+                    f"{target.description} does not hold new key "
+                    f"{others[0]}; refusing to deactivate {action.key}"
+                )
+        self._call(
+            "update_access_key",
+            iam.update_access_key,
+            UserName=action.user,
+            AccessKeyId=action.key,
+            Status="Inactive",
+        )
+        return Outcome(action.key)
+
+    def _delete(
+        self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
+    ) -> Outcome:
+        assert action.key is not None
+        keys = self._keys(iam, action.user)
+        meta = keys.get(action.key)
+        if meta is None:
+            return Outcome(action.key)  # already gone: the goal is reached
+        if meta["Status"] != "Inactive":
+            raise PreconditionFailed(
+                f"key {action.key} is active again; keyrotor deletes only a key it deactivated"
+            )
+        if holders := self._holders(targets, action.key):
+            raise PreconditionFailed(
+                f"{holders[0].description} holds key {action.key}; refusing to delete it"
+            )
+        self._call(
+            "delete_access_key", iam.delete_access_key, UserName=action.user, AccessKeyId=action.key
+        )
+        return Outcome(action.key)
+
+
+def _held(target: BoundTarget) -> str | None:
+    secret = target.read()
+    return secret.access_key_id if secret else None
+
+
+def _key(result: ActionResult) -> str:
+    return result.outcome.key_id or result.action.key or ""
+
+
+def _phrase(action: Action) -> str:
+    return {
+        ActionKind.CREATE_KEY: f"create key for {action.user}",
+        ActionKind.STORE_KEY: f"finish storing key for {action.user}",
+        ActionKind.DELETE_ORPHAN: f"delete orphan key of {action.user}",
+        ActionKind.DEACTIVATE_KEY: f"deactivate old key of {action.user}",
+        ActionKind.DELETE_KEY: f"delete old key of {action.user}",
+    }[action.kind]
+
+
+def _done_line(action: Action, outcome: Outcome) -> str:
+    if action.kind == ActionKind.CREATE_KEY:
+        return (
+            f"created {outcome.key_id} for {action.user} and stored it in every target "
+            f"(replaces {action.replaces})"
+        )
+    return f"{action.kind} {action.key or outcome.key_id} of {action.user}: done"

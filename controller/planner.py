@@ -1,0 +1,678 @@
+"""The planner: a pure function from (policies, observed IAM state, status, now) to a plan.
+
+It reads no clock and makes no call. Every decision carries a reason a person can read. The
+executor carries out the plan's actions; `record_success` (also pure) says how the status of a
+user changes when one of them succeeds, so that the whole state machine lives in this module.
+
+State is derived from what IAM shows first and from status second: status only says which keys
+are keyrotor's and when things happened. That is what makes a crash between any two calls
+harmless: the next run sees the new IAM state and carries on from there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from controller import checks
+from controller.durations import format_duration
+from controller.inventory import ObservedKey, ObservedUser, PolicyObservation, TargetReading
+from controller.policy import Policy
+from controller.status import Phase, PolicyStatus, UserStatus
+
+# Allowed difference between keyrotor's clock and IAM's when telling a key that a crashed run
+# created (after its recorded intent) from one a person made before it.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+class ActionKind(StrEnum):
+    CREATE_KEY = "create-key"
+    STORE_KEY = "store-key"
+    DELETE_ORPHAN = "delete-orphan-key"
+    DEACTIVATE_KEY = "deactivate-key"
+    DELETE_KEY = "delete-key"
+
+
+class FindingKind(StrEnum):
+    OVERDUE = "overdue"
+    BLOCKED = "blocked"
+    AWAITING_APPROVAL = "awaiting-approval"
+    WAITING = "waiting"
+    DRIFT = "drift"
+
+
+@dataclass(frozen=True)
+class Action:
+    policy: str
+    user: str
+    kind: ActionKind
+    key: str | None
+    reason: str
+    replaces: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        out = {
+            "policy": self.policy,
+            "user": self.user,
+            "action": str(self.kind),
+            "key": self.key,
+            "reason": self.reason,
+        }
+        if self.replaces:
+            out["replaces"] = self.replaces
+        return out
+
+
+@dataclass(frozen=True)
+class Finding:
+    policy: str
+    user: str
+    kind: FindingKind
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "policy": self.policy,
+            "user": self.user,
+            "kind": str(self.kind),
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class UserPlan:
+    """One user's decision: the status to record now, then the actions, in order."""
+
+    policy: str
+    user: str
+    status: UserStatus | None
+    actions: tuple[Action, ...] = ()
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def phase(self) -> Phase | None:
+        return self.status.phase if self.status else None
+
+
+@dataclass(frozen=True)
+class PolicyPlan:
+    policy: Policy
+    users: tuple[UserPlan, ...]
+    previous: PolicyStatus
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def status(self) -> PolicyStatus:
+        """The status to record if no action runs (observations and bookkeeping only)."""
+        users = {u.user: u.status for u in self.users if u.status is not None}
+        return replace(self.previous, users=users, observed_generation=self.policy.generation)
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        return tuple(a for u in self.users for a in u.actions)
+
+
+@dataclass(frozen=True)
+class Plan:
+    now: datetime
+    policies: tuple[PolicyPlan, ...] = ()
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        return tuple(a for p in self.policies for a in p.actions)
+
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        return tuple(
+            f
+            for p in self.policies
+            for f in (*p.findings, *(f for u in p.users for f in u.findings))
+        )
+
+    def count(self, kind: ActionKind | FindingKind) -> int:
+        items: Iterable[Action | Finding] = (
+            self.actions if isinstance(kind, ActionKind) else self.findings
+        )
+        return sum(1 for item in items if getattr(item, "kind", None) == kind)
+
+    def summary(self) -> str:
+        creates = self.count(ActionKind.CREATE_KEY)
+        return (
+            f"Plan: {creates} {'key' if creates == 1 else 'keys'} to create, "
+            f"{self.count(ActionKind.DEACTIVATE_KEY)} to deactivate, "
+            f"{self.count(ActionKind.DELETE_KEY)} to delete"
+            + (
+                f", {n} to repair"
+                if (n := self.count(ActionKind.STORE_KEY) + self.count(ActionKind.DELETE_ORPHAN))
+                else ""
+            )
+            + f"; {self.count(FindingKind.OVERDUE)} overdue"
+            + f", {self.count(FindingKind.BLOCKED)} blocked"
+            + (
+                f", {n} awaiting approval"
+                if (n := self.count(FindingKind.AWAITING_APPROVAL))
+                else ""
+            )
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "format_version": "1",
+            "now": self.now.isoformat().replace("+00:00", "Z"),
+            "summary": self.summary(),
+            "actions": [a.to_dict() for a in self.actions],
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+# --- entry point -------------------------------------------------------------------------------
+
+
+def plan(
+    policies: Iterable[Policy],
+    observed: Mapping[str, PolicyObservation],
+    statuses: Mapping[str, PolicyStatus],
+    now: datetime,
+    *,
+    approved: Collection[tuple[str, str, str]] = frozenset(),
+    external: Mapping[tuple[str, str], checks.ExternalResults] | None = None,
+) -> Plan:
+    """Decide what to do for every user of every policy.
+
+    `approved` holds (policy, user, old key id) for pull-request policies whose rotation a person
+    approved; `external` holds results of command/http checks per (policy, user).
+    """
+    plans = []
+    for policy in policies:
+        previous = statuses.get(policy.name) or PolicyStatus(policy=policy.name)
+        observation = observed.get(policy.name) or PolicyObservation(policy=policy.name)
+        plans.append(_plan_policy(policy, observation, previous, now, approved, external or {}))
+    return Plan(now=now, policies=tuple(plans))
+
+
+def _plan_policy(
+    policy: Policy,
+    observation: PolicyObservation,
+    previous: PolicyStatus,
+    now: datetime,
+    approved: Collection[tuple[str, str, str]],
+    external: Mapping[tuple[str, str], checks.ExternalResults],
+) -> PolicyPlan:
+    if observation.error:
+        finding = Finding(
+            policy.name,
+            "*",
+            FindingKind.BLOCKED,
+            f"cannot observe policy {policy.name}: {observation.error}",
+        )
+        kept = tuple(UserPlan(policy.name, name, st) for name, st in sorted(previous.users.items()))
+        return PolicyPlan(policy, kept, previous, (finding,))
+    users = []
+    for name in sorted(set(observation.users) | set(previous.users)):
+        prior = previous.users.get(name)
+        if name not in observation.users:
+            users.append(_deselected(policy, name, prior))
+            continue
+        ctx = _Ctx(
+            policy,
+            name,
+            observation.users[name],
+            prior,
+            now,
+            approved=(
+                policy.approval == "auto"
+                or (
+                    prior is not None
+                    and prior.old_key is not None
+                    and (policy.name, name, prior.old_key) in approved
+                )
+            ),
+            external=external.get((policy.name, name), {}),
+        )
+        users.append(ctx.decide())
+    return PolicyPlan(policy, tuple(users), previous)
+
+
+def _deselected(policy: Policy, name: str, prior: UserStatus | None) -> UserPlan:
+    in_flight = prior is not None and prior.new_key is not None
+    message = (
+        f"user {name} is no longer selected by policy {policy.name} (deselected, or deleted "
+        "from IAM); keyrotor stops managing it"
+    )
+    if in_flight and prior is not None:
+        message += (
+            f" and leaves its unfinished rotation ({prior.old_key} -> {prior.new_key}) as it is"
+        )
+    return UserPlan(
+        policy.name, name, None, findings=(Finding(policy.name, name, FindingKind.DRIFT, message),)
+    )
+
+
+# --- one user ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Ctx:
+    """Working state while deciding for one user; `decide` returns the immutable result."""
+
+    policy: Policy
+    user: str
+    observed: ObservedUser | None
+    prior: UserStatus | None
+    now: datetime
+    approved: bool
+    external: checks.ExternalResults
+    findings: list[Finding] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+
+    # -- helpers --
+    def find(self, kind: FindingKind, message: str) -> None:
+        self.findings.append(Finding(self.policy.name, self.user, kind, message))
+
+    def act(
+        self, kind: ActionKind, key: str | None, reason: str, replaces: str | None = None
+    ) -> None:
+        self.actions.append(Action(self.policy.name, self.user, kind, key, reason, replaces))
+
+    def result(self, status: UserStatus | None) -> UserPlan:
+        return UserPlan(
+            self.policy.name, self.user, status, tuple(self.actions), tuple(self.findings)
+        )
+
+    def blocked(self, message: str, base: UserStatus | None = None) -> UserPlan:
+        self.find(FindingKind.BLOCKED, message)
+        start = base or self.prior or UserStatus(phase=Phase.BLOCKED)
+        status = replace(start, phase=Phase.BLOCKED, message=message, next_step=None, next_at=None)
+        return self.result(status)
+
+    # -- the decision --
+    def decide(self) -> UserPlan:
+        if self.observed is None:
+            return self.blocked(
+                f"IAM user {self.user} does not exist"
+                + (" any more (deleted outside keyrotor)" if self.prior else "")
+            )
+        for key in self.observed.keys:
+            if key.active and self.now >= key.created + self.policy.max_key_age:
+                self.find(
+                    FindingKind.OVERDUE,
+                    f"active key {key.id} is {format_duration(self.now - key.created)} old; "
+                    f"maxKeyAge is {format_duration(self.policy.max_key_age)}",
+                )
+        prior = self.prior or UserStatus(phase=Phase.CURRENT)
+        keys = {k.id: k for k in self.observed.keys}
+        old, new = keys.get(prior.old_key or ""), keys.get(prior.new_key or "")
+        others = [k for k in self.observed.keys if k not in (old, new)]
+        status = prior
+
+        # 1. A key a crashed run created after recording its intent.
+        if prior.intent_at is not None:
+            ours = [k for k in others if k.created >= prior.intent_at - CLOCK_SKEW]
+            status = replace(status, intent_at=None)
+            if ours:
+                orphan = ours[0]
+                others.remove(orphan)
+                recovered = self._recover(orphan, old, status)
+                if recovered is not None:
+                    return recovered
+
+        # 2. Keys keyrotor knew that vanished.
+        if prior.old_key and old is None:
+            if new is not None:
+                if prior.phase != Phase.DEACTIVATED:
+                    self.find(
+                        FindingKind.DRIFT, f"old key {prior.old_key} was deleted outside keyrotor"
+                    )
+                status = self._promote(status, new)
+                old, new = new, None
+            else:
+                self.find(FindingKind.DRIFT, f"key {prior.old_key} was deleted outside keyrotor")
+        if prior.new_key and new is None and old is not None and prior.new_key not in keys:
+            self.find(
+                FindingKind.DRIFT,
+                f"new key {prior.new_key} was deleted outside keyrotor; "
+                "targets may hold a key that no longer works",
+            )
+            status = replace(
+                status,
+                new_key=None,
+                new_key_created=None,
+                stored_at=None,
+                self_used_at=None,
+                deactivated_at=None,
+            )
+            if not old.active:
+                return self.blocked(
+                    f"new key {prior.new_key} was deleted outside keyrotor and old key {old.id} is "
+                    f"inactive: {self.user} has no working key. Reactivate {old.id} now "
+                    f"(aws iam update-access-key --user-name {self.user} --access-key-id {old.id} "
+                    "--status Active); keyrotor then starts a fresh rotation",
+                    status,
+                )
+
+        # 3. Adopt the user's one key when keyrotor manages none.
+        if old is None and new is None:
+            if len(others) > 1:
+                ids = ", ".join(k.id for k in others)
+                return self.blocked(
+                    f"{self.user} has two access keys ({ids}) and keyrotor manages neither; it "
+                    "adopts a user with exactly one key. Delete the unused one (see "
+                    "`aws iam get-access-key-last-used`), then keyrotor adopts the other",
+                    status,
+                )
+            if not others:
+                return self.result(
+                    replace(
+                        status,
+                        phase=Phase.CURRENT,
+                        old_key=None,
+                        old_key_created=None,
+                        overdue_at=None,
+                        next_step=None,
+                        next_at=None,
+                        message=f"{self.user} has no access key: nothing to rotate",
+                    )
+                )
+            old = others.pop()
+            status = replace(status, old_key=old.id, old_key_created=old.created)
+
+        # 4. Any other key is someone else's: never a third key, never touch it.
+        if others:
+            foreign = others[0]
+            return self.blocked(
+                f"access key {foreign.id} of {self.user} (created {foreign.created:%Y-%m-%d}) was "
+                "not created by keyrotor. keyrotor will not create a third key or touch a key it "
+                f"does not own: delete {foreign.id} if it is unused, or exclude {self.user} from "
+                f"policy {self.policy.name}",
+                status,
+            )
+
+        assert old is not None
+        status = replace(
+            status, old_key_created=old.created, overdue_at=old.created + self.policy.max_key_age
+        )
+        if new is None:
+            return self._single_key(status, old)
+        return self._rotating(status, old, new)
+
+    def _recover(
+        self, orphan: ObservedKey, old: ObservedKey | None, status: UserStatus
+    ) -> UserPlan | None:
+        """A key created after our intent: finish storing it if a target has it, else delete it."""
+        targets = self.observed.targets if self.observed else ()
+        holding = [t for t in targets if t.key_id == orphan.id]
+        if holding and len(holding) == len(targets):
+            self.find(
+                FindingKind.DRIFT,
+                f"key {orphan.id}, created by an interrupted run and "
+                "stored in every target, is recorded now",
+            )
+            if old is None:
+                return self._single_key(
+                    replace(status, old_key=orphan.id, old_key_created=orphan.created), orphan
+                )
+            return self._rotating(self._stored(status, orphan), old, orphan)
+        if holding:
+            self.act(
+                ActionKind.STORE_KEY,
+                orphan.id,
+                f"key {orphan.id} was created by an interrupted run and reached "
+                f"{len(holding)} of {len(targets)} targets: copy it to the rest",
+            )
+            return self.result(
+                replace(status, phase=Phase.DUE, message="repairing an interrupted key creation")
+            )
+        self.act(
+            ActionKind.DELETE_ORPHAN,
+            orphan.id,
+            f"key {orphan.id} was created by an interrupted run and reached no target: "
+            "its secret is lost, so delete it and create another",
+        )
+        return None
+
+    def _stored(self, status: UserStatus, new: ObservedKey) -> UserStatus:
+        return replace(
+            status,
+            new_key=new.id,
+            new_key_created=new.created,
+            stored_at=status.stored_at or self.now,
+            intent_at=None,
+        )
+
+    def _promote(self, status: UserStatus, new: ObservedKey) -> UserStatus:
+        return replace(
+            status,
+            old_key=new.id,
+            old_key_created=new.created,
+            new_key=None,
+            new_key_created=None,
+            stored_at=None,
+            self_used_at=None,
+            deactivated_at=None,
+        )
+
+    def _single_key(self, status: UserStatus, old: ObservedKey) -> UserPlan:
+        if not old.active:
+            return self.blocked(
+                f"the only access key of {self.user}, {old.id}, is inactive: nothing works with "
+                "it. "
+                f"Reactivate it or delete it; keyrotor will not rotate an inactive key",
+                status,
+            )
+        rotate_at = old.created + self.policy.rotate_at_age
+        if self.now < rotate_at:
+            return self.result(
+                replace(
+                    status,
+                    phase=Phase.CURRENT,
+                    new_key=None,
+                    message=f"key {old.id} is current",
+                    next_step=str(ActionKind.CREATE_KEY),
+                    next_at=rotate_at,
+                )
+            )
+        message = (
+            f"key {old.id} reached rotation age {format_duration(self.policy.rotate_at_age)} "
+            f"on {rotate_at:%Y-%m-%d}"
+        )
+        due = replace(
+            status,
+            phase=Phase.DUE,
+            message=message,
+            next_step=str(ActionKind.CREATE_KEY),
+            next_at=rotate_at,
+        )
+        if self.policy.suspend:
+            self.find(FindingKind.WAITING, f"policy {self.policy.name} is suspended")
+            return self.result(due)
+        if not self.approved:
+            self.find(
+                FindingKind.AWAITING_APPROVAL,
+                f"{message}; policy {self.policy.name} needs an approved pull request",
+            )
+            return self.result(replace(due, phase=Phase.AWAITING_APPROVAL))
+        targets = self.observed.targets if self.observed else ()
+        if broken := [t for t in targets if t.error]:
+            self.find(
+                FindingKind.WAITING,
+                "a key is created only when every target can take it: "
+                + "; ".join(f"{t.target}: {t.error}" for t in broken),
+            )
+            return self.result(due)
+        self.act(
+            ActionKind.CREATE_KEY,
+            None,
+            f"{message}; key is {format_duration(self.now - old.created)} old",
+            replaces=old.id,
+        )
+        return self.result(due)
+
+    def _rotating(self, status: UserStatus, old: ObservedKey, new: ObservedKey) -> UserPlan:
+        status = replace(status, new_key=new.id, new_key_created=new.created)
+        if not new.active:
+            return self.blocked(
+                f"new key {new.id} of {self.user} is inactive (deactivated outside keyrotor). "
+                f"Reactivate it to continue the rotation, or delete it to start over",
+                status,
+            )
+        targets = self.observed.targets if self.observed else ()
+        unreadable = [t for t in targets if t.error]
+        if unreadable:
+            message = "; ".join(f"cannot read {t.target}: {t.error}" for t in unreadable)
+            self.find(FindingKind.WAITING, message)
+            return self.result(replace(status, message=message))
+        stray = [t for t in targets if t.readable and t.key_id != new.id]
+        if stray:
+            what = "; ".join(f"{t.target} holds {t.key_id or 'nothing'}" for t in stray)
+            return self.blocked(
+                f"expected every target to hold new key {new.id}, but {what} (overwritten outside "
+                f"keyrotor). keyrotor will not deactivate {old.id} while a target does not hold "
+                f"{new.id}: restore the target, or delete {new.id} to start the rotation over",
+                status,
+            )
+        if old.active:
+            return self._awaiting_use(status, old, new, targets)
+        return self._deactivated(status, old)
+
+    def _awaiting_use(
+        self,
+        status: UserStatus,
+        old: ObservedKey,
+        new: ObservedKey,
+        targets: tuple[TargetReading, ...],
+    ) -> UserPlan:
+        stored_at = status.stored_at or self.now
+        earliest = stored_at + self.policy.deactivate_after
+        status = replace(
+            status,
+            phase=Phase.AWAITING_USE,
+            stored_at=stored_at,
+            deactivated_at=None,
+            next_step=str(ActionKind.DEACTIVATE_KEY),
+            next_at=earliest,
+            message=f"new key {new.id} stored in {len(targets)} "
+            f"target{'s' if len(targets) != 1 else ''}; waiting for the "
+            "application to use it",
+        )
+        results = checks.evaluate(
+            self.policy.checks,
+            old=old,
+            new=new,
+            baseline=status.self_used_at or stored_at,
+            now=self.now,
+            external=self.external,
+        )
+        waiting = [r.message for r in results if not r.passed]
+        if self.now < earliest:
+            waiting.insert(0, f"deactivateAfter: not before {earliest:%Y-%m-%d %H:%M}Z")
+        if waiting:
+            self.find(FindingKind.WAITING, "; ".join(waiting))
+            return self.result(status)
+        return self._gated(
+            status,
+            ActionKind.DEACTIVATE_KEY,
+            old.id,
+            f"new key {new.id} is in use and every check passed: "
+            + "; ".join(r.message for r in results),
+        )
+
+    def _deactivated(self, status: UserStatus, old: ObservedKey) -> UserPlan:
+        deactivated_at = status.deactivated_at or self.now
+        delete_at = deactivated_at + self.policy.delete_after
+        status = replace(
+            status,
+            phase=Phase.DEACTIVATED,
+            deactivated_at=deactivated_at,
+            next_step=str(ActionKind.DELETE_KEY),
+            next_at=delete_at,
+            message=f"old key {old.id} deactivated; grace period until {delete_at:%Y-%m-%d %H:%M}Z",
+        )
+        if self.now < delete_at:
+            self.find(
+                FindingKind.WAITING,
+                f"deleteAfter: {old.id} is deleted after {delete_at:%Y-%m-%d %H:%M}Z",
+            )
+            return self.result(status)
+        return self._gated(
+            status,
+            ActionKind.DELETE_KEY,
+            old.id,
+            f"grace period of {format_duration(self.policy.delete_after)} ended",
+        )
+
+    def _gated(self, status: UserStatus, kind: ActionKind, key: str, reason: str) -> UserPlan:
+        """Suspension and approval hold a step that is otherwise due."""
+        if self.policy.suspend:
+            self.find(FindingKind.WAITING, f"policy {self.policy.name} is suspended; {kind} is due")
+        elif not self.approved:
+            self.find(
+                FindingKind.AWAITING_APPROVAL, f"{kind} of {key} needs an approved pull request"
+            )
+        else:
+            self.act(kind, key, reason)
+        return self.result(status)
+
+
+# --- what success does to status ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the executor learned by carrying out an action (never a secret)."""
+
+    key_id: str | None = None
+    key_created: datetime | None = None
+    self_used_at: datetime | None = None
+
+
+def record_success(
+    policy: Policy, status: UserStatus, action: Action, outcome: Outcome, now: datetime
+) -> UserStatus:
+    """The status of a user once `action` succeeded at `now`."""
+    kind = action.kind
+    if kind in (ActionKind.CREATE_KEY, ActionKind.STORE_KEY):
+        return replace(
+            status,
+            phase=Phase.AWAITING_USE,
+            new_key=outcome.key_id,
+            new_key_created=outcome.key_created,
+            stored_at=now,
+            self_used_at=outcome.self_used_at,
+            intent_at=None,
+            next_step=str(ActionKind.DEACTIVATE_KEY),
+            next_at=now + policy.deactivate_after,
+            message=f"new key {outcome.key_id} stored in every target; waiting for the "
+            "application to use it",
+        )
+    if kind == ActionKind.DELETE_ORPHAN:
+        # The intent stays: a create-key follows in this run and must be recognisable after a crash.
+        return status
+    if kind == ActionKind.DEACTIVATE_KEY:
+        return replace(
+            status,
+            phase=Phase.DEACTIVATED,
+            deactivated_at=now,
+            next_step=str(ActionKind.DELETE_KEY),
+            next_at=now + policy.delete_after,
+            message=f"old key {action.key} deactivated",
+        )
+    if kind == ActionKind.DELETE_KEY:
+        created = status.new_key_created
+        return replace(
+            status,
+            phase=Phase.CURRENT,
+            old_key=status.new_key,
+            old_key_created=created,
+            new_key=None,
+            new_key_created=None,
+            stored_at=None,
+            self_used_at=None,
+            deactivated_at=None,
+            next_step=str(ActionKind.CREATE_KEY),
+            next_at=created + policy.rotate_at_age if created else None,
+            overdue_at=created + policy.max_key_age if created else None,
+            message=f"rotation complete: old key {action.key} deleted",
+        )
+    raise AssertionError(f"unknown action {kind}")

@@ -1,0 +1,84 @@
+"""Where a new key is written: Secrets Manager, SSM Parameter Store, GitHub Actions secrets.
+
+A bound target is one target of a policy, its name rendered for one user. Readable targets are
+also where keyrotor learns which key an application will pick up next, which is what lets it
+refuse to deactivate or delete a key that a target still holds.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from controller.aws import AwsSessions
+from controller.inventory import TargetReading
+from controller.policy import (
+    GithubActionsSecretTarget,
+    Policy,
+    SecretsManagerTarget,
+    SsmParameterTarget,
+    Target,
+    render_template,
+)
+from controller.secret import AccessKeySecret
+
+
+class BoundTarget(Protocol):
+    description: str
+    readable: bool
+
+    def read(self) -> AccessKeySecret | None:
+        """The credentials the target holds now, None when it holds none; raises TargetError."""
+        ...
+
+    def write(self, secret: AccessKeySecret) -> None:
+        """Make `secret` what the target serves from now on; raises TargetError."""
+        ...
+
+
+def bind(
+    target: Target, policy: Policy, user: str, account_id: str, sessions: AwsSessions
+) -> BoundTarget:
+    def render(text: str) -> str:
+        return render_template(text, user=user, policy=policy.name, account=account_id)
+
+    if isinstance(target, SecretsManagerTarget):
+        from controller.targets.secretsmanager import SecretsManagerSecret
+
+        return SecretsManagerSecret(
+            target,
+            render(target.secret_id),
+            user,
+            sessions.client(policy.account, "secretsmanager", target.region),
+        )
+    if isinstance(target, SsmParameterTarget):
+        from controller.targets.ssm import SsmParameter
+
+        return SsmParameter(
+            target, render(target.name), user, sessions.client(policy.account, "ssm", target.region)
+        )
+    if isinstance(target, GithubActionsSecretTarget):
+        from controller.targets.github import GithubActionsSecret
+
+        return GithubActionsSecret(target, render)
+    raise AssertionError(f"unknown target {target!r}")
+
+
+def bind_all(
+    policy: Policy, user: str, account_id: str, sessions: AwsSessions
+) -> list[BoundTarget]:
+    """The user's targets, readable ones first: if a run dies while writing them, a target that
+    can be read back holds the new key, so the next run can finish the job instead of losing it."""
+    bound = [bind(t, policy, user, account_id, sessions) for t in policy.targets]
+    return sorted(bound, key=lambda b: not b.readable)
+
+
+def reading(target: BoundTarget) -> TargetReading:
+    from controller.errors import TargetError
+
+    if not target.readable:
+        return TargetReading(target.description, None, readable=False)
+    try:
+        held = target.read()
+    except TargetError as exc:
+        return TargetReading(target.description, None, error=str(exc))
+    return TargetReading(target.description, held.access_key_id if held else None)

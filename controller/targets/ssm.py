@@ -1,0 +1,42 @@
+"""SSM Parameter Store: a SecureString overwritten in place; SSM keeps earlier versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controller.aws import AWS_ERRORS, describe_error, error_code
+from controller.errors import TargetError
+from controller.policy import SsmParameterTarget
+from controller.secret import AccessKeySecret
+from controller.targets import jsonvalue
+
+
+class SsmParameter:
+    readable = True
+
+    def __init__(self, spec: SsmParameterTarget, name: str, user: str, client: Any) -> None:
+        self.spec, self.name, self.user, self._client = spec, name, user, client
+        self.description = f"aws-ssm-parameter {name}"
+
+    def read(self) -> AccessKeySecret | None:
+        try:
+            value = self._client.get_parameter(Name=self.name, WithDecryption=True)
+        except AWS_ERRORS as exc:
+            if error_code(exc) == "ParameterNotFound":
+                return None
+            raise TargetError(f"cannot read {self.description}: {describe_error(exc)}") from None
+        return jsonvalue.decode(value["Parameter"]["Value"], self.spec.fields, self.description)
+
+    def write(self, secret: AccessKeySecret) -> None:
+        params: dict[str, Any] = {
+            "Name": self.name,
+            "Value": jsonvalue.encode(secret, self.spec.fields),
+            "Type": "SecureString",
+            "Overwrite": True,
+        }
+        if self.spec.kms_key_id:
+            params["KeyId"] = self.spec.kms_key_id
+        try:
+            self._client.put_parameter(**params)
+        except AWS_ERRORS as exc:
+            raise TargetError(f"cannot write {self.description}: {describe_error(exc)}") from None
