@@ -7,14 +7,19 @@ moto server on a loopback port. Nothing here may reach a non-loopback address.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import boto3
 import git
 import pytest
+
+from controller.sandbox import Sandbox, start_sandbox
 
 # --- network guard -----------------------------------------------------------------------------
 
@@ -93,10 +98,41 @@ def git_remote(tmp_path: Path) -> GitRemote:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_git_config(tmp_path_factory: pytest.TempPathFactory,
-                         monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated_git_config(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     """No test reads the developer's ~/.gitconfig (signing, hooks, default branch)."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     yield
+
+
+# --- the embedded AWS --------------------------------------------------------------------------
+
+#: Every test starts with the sandbox clock here, so expectations can be written as dates.
+SANDBOX_START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[Sandbox]:
+    """One server process for the whole run: starting one costs about half a second."""
+    with start_sandbox(SANDBOX_START) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def aws(sandbox_server: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
+    """An empty AWS account whose clock reads SANDBOX_START, reachable by plain `boto3.client`.
+
+    The environment carries the sandbox's admin credentials and endpoint, and boto3's default
+    session is dropped before and after, because it keeps the credentials it first resolved.
+    """
+    sandbox_server.reset(SANDBOX_START)
+    for name, value in sandbox_server.env(os.environ).items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    yield sandbox_server

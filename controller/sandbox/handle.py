@@ -1,0 +1,425 @@
+"""The launcher's side of the sandbox: start the server process, drive its clock, stop it.
+
+This module does not import moto or freezegun; they are loaded in the server process only.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import selectors
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Self, overload
+from urllib.parse import urlsplit
+
+import boto3
+import botocore.session
+
+from controller.errors import KeyrotorError
+from controller.sandbox.config import (
+    ADMIN_ACCESS_KEY_ID,
+    ADMIN_SECRET_ACCESS_KEY,
+    CLOCK_PATH,
+    DEFAULT_START,
+    READY_MARKER,
+    REGION,
+    REQUESTS_PATH,
+    format_instant,
+    parse_instant,
+)
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
+    from botocore.config import Config
+    from mypy_boto3_iam import IAMClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_ssm import SSMClient
+    from mypy_boto3_sts import STSClient
+
+#: Variables that would make boto3 sign with something other than the sandbox's credentials,
+#: send requests elsewhere, or wait on a metadata service that is not there.
+ENV_VARS_TO_CLEAR: tuple[str, ...] = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+    "AWS_USE_FIPS_ENDPOINT",
+    "AWS_USE_DUALSTACK_ENDPOINT",
+    "AWS_CA_BUNDLE",
+)
+
+_STARTUP_TIMEOUT = 20.0
+_STOP_TIMEOUT = 5.0
+
+
+class SandboxError(KeyrotorError):
+    """The embedded AWS could not be started or did not accept a control request."""
+
+
+@dataclass(frozen=True)
+class AccessKeyPair:
+    user_name: str
+    access_key_id: str
+    secret_access_key: str
+
+
+@dataclass(frozen=True)
+class RecordedCall:
+    """One AWS operation the sandbox received: `iam CreateAccessKey` signed with `key`."""
+
+    service: str
+    action: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.action}"
+
+
+class Sandbox:
+    """A running sandbox server. Create with `Sandbox.launch()` or `start_sandbox()`.
+
+    The clock methods return and accept time-zone-aware datetimes only: the server's clock is
+    UTC, and a naive value would silently mean something else on a developer's laptop.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes], endpoint_url: str, start: datetime):
+        self._process = process
+        self._endpoint_url = endpoint_url
+        parts = urlsplit(endpoint_url)
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or 80
+        self.start = start
+        # One session for every client: it caches the service models, which makes a client
+        # ~10 times cheaper to build than with a session of its own. Sessions are not
+        # thread-safe, clients are.
+        self._session: boto3.session.Session | None = None
+        self._session_lock = threading.Lock()
+        # A sandbox nobody stopped must not keep a server running after the interpreter exits.
+        self._finalizer = weakref.finalize(self, _stop_process, process)
+
+    @classmethod
+    def launch(cls, start: datetime = DEFAULT_START, *, timeout: float = _STARTUP_TIMEOUT) -> Self:
+        """Start the server process and return once it accepts connections.
+
+        Readiness is the server's own ready line, not a connect-retry loop: it is printed after
+        the socket is listening, so the first request cannot race the bind.
+        """
+        command = [
+            sys.executable,
+            "-m",
+            "controller.sandbox.server",
+            "--port",
+            "0",
+            "--start",
+            format_instant(start),
+        ]
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=apply_env(_child_env(), os.environ),
+        )
+        try:
+            endpoint_url = _await_ready(process, timeout)
+        except BaseException:
+            _stop_process(process)
+            raise
+        return cls(process, endpoint_url, start)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def endpoint_url(self) -> str:
+        return self._endpoint_url
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def running(self) -> bool:
+        return self._process.poll() is None
+
+    def stop(self) -> None:
+        """Close the server's stdin (its signal to exit) and reap it. Safe to call twice."""
+        self._finalizer()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def reset(self, start: datetime | None = None) -> None:
+        """Forget every resource (moto's own reset) and put the clock back to `start`.
+
+        `start` defaults to the instant the sandbox was launched with.
+        """
+        self._request("POST", "/moto-api/reset")
+        self.set_clock(self.start if start is None else start)
+
+    def now(self) -> datetime:
+        return parse_instant(self._clock("GET")["now"])
+
+    def set_clock(self, instant: datetime) -> datetime:
+        """Jump the clock to `instant`; it keeps ticking in real time from there."""
+        return parse_instant(self._clock("POST", {"now": format_instant(instant)})["now"])
+
+    def advance(self, delta: timedelta) -> datetime:
+        """Move the clock by `delta` (server-side, so no real time is lost in between)."""
+        reply = self._clock("POST", {"advance_seconds": delta.total_seconds()})
+        return parse_instant(reply["now"])
+
+    def requests(self) -> list[RecordedCall]:
+        """Every AWS operation received since the last reset or `clear_requests`, in order."""
+        reply = json.loads(self._request("GET", REQUESTS_PATH))
+        return [RecordedCall(**entry) for entry in reply["requests"]]
+
+    def clear_requests(self) -> None:
+        self._request("DELETE", REQUESTS_PATH)
+
+    # --- clients -------------------------------------------------------------------------------
+
+    def env(self, environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
+        """Environment changes that point boto3 (in this process or a child) at the sandbox.
+
+        A value of None means "unset". `environ` is consulted for the service-specific
+        `AWS_ENDPOINT_URL_<SERVICE>` variables, which would override `AWS_ENDPOINT_URL`.
+        The config and credentials files are replaced by the empty file so that a developer's
+        `~/.aws` cannot change where or how requests go.
+        """
+        changes: dict[str, str | None] = dict.fromkeys(ENV_VARS_TO_CLEAR)
+        for name in environ or {}:
+            if name.startswith("AWS_ENDPOINT_URL_"):
+                changes[name] = None
+        changes.update(
+            {
+                "AWS_ENDPOINT_URL": self._endpoint_url,
+                "AWS_ACCESS_KEY_ID": ADMIN_ACCESS_KEY_ID,
+                "AWS_SECRET_ACCESS_KEY": ADMIN_SECRET_ACCESS_KEY,
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+                "AWS_CONFIG_FILE": os.devnull,
+                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                "AWS_EC2_METADATA_DISABLED": "true",
+            }
+        )
+        return changes
+
+    def environ(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """A complete environment for a subprocess (e.g. the `keyrotor` CLI) using the sandbox."""
+        base = os.environ if base is None else base
+        return apply_env(self.env(base), base)
+
+    @overload
+    def client(
+        self,
+        service: Literal["iam"],
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        *,
+        config: Config | None = None,
+    ) -> IAMClient: ...
+    @overload
+    def client(
+        self,
+        service: Literal["sts"],
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        *,
+        config: Config | None = None,
+    ) -> STSClient: ...
+    @overload
+    def client(
+        self,
+        service: Literal["secretsmanager"],
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        *,
+        config: Config | None = None,
+    ) -> SecretsManagerClient: ...
+    @overload
+    def client(
+        self,
+        service: Literal["ssm"],
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        *,
+        config: Config | None = None,
+    ) -> SSMClient: ...
+    @overload
+    def client(
+        self,
+        service: str,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        *,
+        config: Config | None = None,
+    ) -> BaseClient: ...
+    def client(
+        self,
+        service: str,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        *,
+        config: Config | None = None,
+    ) -> BaseClient:
+        """A boto3 client for the sandbox, signed as the admin unless a key pair is given.
+
+        Credentials go to the client itself, so neither the environment nor boto3's default
+        session (which caches the credentials it first found) can change who it signs as.
+        """
+        if (access_key_id is None) != (secret_access_key is None):
+            raise ValueError("give both access_key_id and secret_access_key, or neither")
+        with self._session_lock:
+            if self._session is None:
+                self._session = _isolated_session()
+            client: BaseClient = self._session.client(  # type: ignore[call-overload]
+                service,
+                region_name=REGION,
+                endpoint_url=self._endpoint_url,
+                aws_access_key_id=access_key_id or ADMIN_ACCESS_KEY_ID,
+                aws_secret_access_key=secret_access_key or ADMIN_SECRET_ACCESS_KEY,
+                config=config,
+            )
+        return client
+
+    def create_user_with_key(self, user_name: str, *, path: str = "/") -> AccessKeyPair:
+        """Seed a user that has one active key, as the starting point of most rotations."""
+        iam = self.client("iam")
+        iam.create_user(UserName=user_name, Path=path)
+        key = iam.create_access_key(UserName=user_name)["AccessKey"]
+        return AccessKeyPair(user_name, key["AccessKeyId"], key["SecretAccessKey"])
+
+    # --- transport -----------------------------------------------------------------------------
+
+    def _clock(self, method: str, payload: dict[str, Any] | None = None) -> dict[str, str]:
+        reply: dict[str, str] = json.loads(self._request(method, CLOCK_PATH, payload))
+        return reply
+
+    def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> bytes:
+        if not self.running:
+            raise SandboxError(f"the sandbox server (pid {self.pid}) is not running")
+        body = None if payload is None else json.dumps(payload).encode()
+        connection = http.client.HTTPConnection(self._host, self._port, timeout=30)
+        try:
+            connection.request(
+                method, path, body=body, headers={"Content-Type": "application/json"}
+            )
+            response = connection.getresponse()
+            data = response.read()
+        finally:
+            connection.close()
+        if response.status >= 300:
+            raise SandboxError(
+                f"{method} {path} answered {response.status}: {data.decode(errors='replace')}"
+            )
+        return data
+
+
+@contextmanager
+def start_sandbox(start: datetime = DEFAULT_START) -> Iterator[Sandbox]:
+    """`with start_sandbox() as aws:` — the server is stopped however the block ends."""
+    sandbox = Sandbox.launch(start)
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+def apply_env(changes: Mapping[str, str | None], base: Mapping[str, str]) -> dict[str, str]:
+    """`base` with `changes` applied, where None deletes a variable."""
+    result = dict(base)
+    for name, value in changes.items():
+        if value is None:
+            result.pop(name, None)
+        else:
+            result[name] = value
+    return result
+
+
+def _child_env() -> dict[str, str | None]:
+    # The server needs no AWS configuration, and botocore inside moto raises ProfileNotFound
+    # for an AWS_PROFILE that names no profile (moto issue 5469).
+    changes: dict[str, str | None] = dict.fromkeys(ENV_VARS_TO_CLEAR)
+    changes["MOTO_ACCOUNT_ID"] = None
+    return changes
+
+
+def _isolated_session() -> boto3.session.Session:
+    """A session that reads no profile, config or credentials file.
+
+    A developer's `AWS_PROFILE` or `~/.aws/config` (a missing profile, a custom endpoint, a
+    retry mode) must not change how the harness talks to the sandbox.
+    """
+    core = botocore.session.Session(
+        session_vars={
+            "profile": (None, None, None, None),
+            "config_file": (None, None, os.devnull, None),
+            "credentials_file": (None, None, os.devnull, None),
+        }
+    )
+    return boto3.session.Session(botocore_session=core, region_name=REGION)
+
+
+def _await_ready(process: subprocess.Popen[bytes], timeout: float) -> str:
+    """Read the server's stdout up to its ready line; return the URL the line announces."""
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                raise SandboxError(f"the sandbox server did not start within {timeout:g} s")
+            raw = process.stdout.readline()
+            if not raw:  # end of file: the server is exiting without having been ready
+                with suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=max(remaining, 0.1))
+                raise SandboxError(
+                    f"the sandbox server exited (status {process.returncode}) before it was"
+                    f" ready; its output: {' / '.join(seen) or '(none)'}"
+                )
+            line = raw.decode(errors="replace").strip()
+            if line.startswith(READY_MARKER):
+                process.stdout.close()
+                return line[len(READY_MARKER) :].strip()
+            if line:
+                seen.append(line)
+
+
+def _stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Ask the server to exit by closing its stdin; kill it if it does not within a few seconds."""
+    for stream in (process.stdin, process.stdout):
+        if stream is not None and not stream.closed:
+            with suppress(BrokenPipeError):
+                stream.close()
+    try:
+        process.wait(timeout=_STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
