@@ -167,6 +167,24 @@ class Plan:
         }
 
 
+# --- status messages: one wording each, so a run that only re-derives them commits nothing ----
+
+
+def _msg_current(key_id: str) -> str:
+    return f"key {key_id} is current"
+
+
+def _msg_awaiting(key_id: str | None, targets: int) -> str:
+    return (
+        f"new key {key_id} stored in {targets} target{'s' if targets != 1 else ''}; "
+        "waiting for the application to use it"
+    )
+
+
+def _msg_deactivated(key_id: str | None, delete_at: datetime) -> str:
+    return f"old key {key_id} deactivated; grace period until {delete_at:%Y-%m-%d %H:%M}Z"
+
+
 # --- entry point -------------------------------------------------------------------------------
 
 
@@ -468,7 +486,7 @@ class _Ctx:
                     status,
                     phase=Phase.CURRENT,
                     new_key=None,
-                    message=f"key {old.id} is current",
+                    message=_msg_current(old.id),
                     next_step=str(ActionKind.CREATE_KEY),
                     next_at=rotate_at,
                 )
@@ -552,9 +570,7 @@ class _Ctx:
             deactivated_at=None,
             next_step=str(ActionKind.DEACTIVATE_KEY),
             next_at=earliest,
-            message=f"new key {new.id} stored in {len(targets)} "
-            f"target{'s' if len(targets) != 1 else ''}; waiting for the "
-            "application to use it",
+            message=_msg_awaiting(new.id, len(targets)),
         )
         results = checks.evaluate(
             self.policy.checks,
@@ -587,7 +603,7 @@ class _Ctx:
             deactivated_at=deactivated_at,
             next_step=str(ActionKind.DELETE_KEY),
             next_at=delete_at,
-            message=f"old key {old.id} deactivated; grace period until {delete_at:%Y-%m-%d %H:%M}Z",
+            message=_msg_deactivated(old.id, delete_at),
         )
         if self.now < delete_at:
             self.find(
@@ -643,8 +659,7 @@ def record_success(
             intent_at=None,
             next_step=str(ActionKind.DEACTIVATE_KEY),
             next_at=now + policy.deactivate_after,
-            message=f"new key {outcome.key_id} stored in every target; waiting for the "
-            "application to use it",
+            message=_msg_awaiting(outcome.key_id, len(policy.targets)),
         )
     if kind == ActionKind.DELETE_ORPHAN:
         # The intent stays: a create-key follows in this run and must be recognisable after a crash.
@@ -656,7 +671,7 @@ def record_success(
             deactivated_at=now,
             next_step=str(ActionKind.DELETE_KEY),
             next_at=now + policy.delete_after,
-            message=f"old key {action.key} deactivated",
+            message=_msg_deactivated(action.key, now + policy.delete_after),
         )
     if kind == ActionKind.DELETE_KEY:
         created = status.new_key_created
@@ -673,6 +688,6 @@ def record_success(
             next_step=str(ActionKind.CREATE_KEY),
             next_at=created + policy.rotate_at_age if created else None,
             overdue_at=created + policy.max_key_age if created else None,
-            message=f"rotation complete: old key {action.key} deleted",
+            message=_msg_current(status.new_key or ""),
         )
     raise AssertionError(f"unknown action {kind}")

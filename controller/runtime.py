@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from controller import manifests
+import controller.manifests as manifests
 from controller.errors import KeyrotorError
 from controller.inventory import Inventory, PolicyObservation
 from controller.planner import Plan, plan

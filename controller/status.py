@@ -120,8 +120,14 @@ class PolicyStatus:
         return replace(self, users=users)
 
     def same_content(self, other: PolicyStatus) -> bool:
-        """Equal but for `lastReconciled`: a run that changed nothing commits nothing."""
-        return (self.users, self.observed_generation) == (other.users, other.observed_generation)
+        """Equal as written, but for `lastReconciled`: a run that changed nothing commits nothing.
+
+        Compared as text because the file keeps second precision: an in-memory time with
+        microseconds must not count as a change against the same time read back from git.
+        """
+        return dump(replace(self, last_reconciled=None)) == dump(
+            replace(other, last_reconciled=None)
+        )
 
 
 def status_path(policy: str) -> str:

@@ -1,4 +1,4 @@
-"""The planner as a specification: given what IAM shows, what status says and the time, what next."""
+"""The planner as a specification: from what IAM shows, status and the time, what comes next."""
 
 from __future__ import annotations
 
@@ -84,8 +84,9 @@ def finding_kinds(up: UserPlan) -> set[FindingKind]:
 
 
 def rotating(stored_at: datetime, **changes: object) -> UserStatus:
-    base = UserStatus(Phase.AWAITING_USE, old_key=OLD, new_key=NEW, stored_at=stored_at,
-                      self_used_at=stored_at)
+    base = UserStatus(
+        Phase.AWAITING_USE, old_key=OLD, new_key=NEW, stored_at=stored_at, self_used_at=stored_at
+    )
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
@@ -132,8 +133,13 @@ def test_a_pull_request_policy_waits_for_approval_instead_of_creating() -> None:
 
 def test_an_approved_pull_request_policy_creates_the_key() -> None:
     prior = UserStatus(Phase.AWAITING_APPROVAL, old_key=OLD)
-    up = decide([key(OLD, T0)], now=T0 + 80 * DAY, prior=prior,
-                pol=policy(approval="pull-request"), approved={("ci", "bot", OLD)})
+    up = decide(
+        [key(OLD, T0)],
+        now=T0 + 80 * DAY,
+        prior=prior,
+        pol=policy(approval="pull-request"),
+        approved={("ci", "bot", OLD)},
+    )
     assert kinds(up) == [ActionKind.CREATE_KEY]
 
 
@@ -144,8 +150,10 @@ def test_a_suspended_policy_plans_no_action() -> None:
 
 
 def test_no_key_is_created_while_a_target_cannot_be_written() -> None:
-    targets = (TargetReading("aws-secrets-manager ci/bot", None, error="AccessDenied"),
-               TargetReading("aws-ssm-parameter /ci/bot", None))
+    targets = (
+        TargetReading("aws-secrets-manager ci/bot", None, error="AccessDenied"),
+        TargetReading("aws-ssm-parameter /ci/bot", None),
+    )
     up = decide([key(OLD, T0)], now=T0 + 80 * DAY, targets=targets)
     assert kinds(up) == []
     assert any("AccessDenied" in f.message for f in up.findings)
@@ -165,8 +173,11 @@ def test_a_key_younger_than_max_key_age_is_not_overdue() -> None:
 
 
 def test_a_blocked_user_with_an_old_key_is_reported_overdue_and_blocked() -> None:
-    up = decide([key(OLD, T0), key(OTHER, T0 + DAY)], now=T0 + 95 * DAY,
-                prior=UserStatus(Phase.CURRENT, old_key=OLD))
+    up = decide(
+        [key(OLD, T0), key(OTHER, T0 + DAY)],
+        now=T0 + 95 * DAY,
+        prior=UserStatus(Phase.CURRENT, old_key=OLD),
+    )
     assert {FindingKind.OVERDUE, FindingKind.BLOCKED} <= finding_kinds(up)
 
 
@@ -174,8 +185,11 @@ def test_a_blocked_user_with_an_old_key_is_reported_overdue_and_blocked() -> Non
 
 
 def test_a_foreign_second_key_blocks_the_user_and_no_third_key_is_created() -> None:
-    up = decide([key(OLD, T0), key(OTHER, T0 + 5 * DAY)], now=T0 + 80 * DAY,
-                prior=UserStatus(Phase.CURRENT, old_key=OLD))
+    up = decide(
+        [key(OLD, T0), key(OTHER, T0 + 5 * DAY)],
+        now=T0 + 80 * DAY,
+        prior=UserStatus(Phase.CURRENT, old_key=OLD),
+    )
     assert kinds(up) == []
     assert up.status is not None and up.status.phase == Phase.BLOCKED
     assert OTHER in up.status.message and "delete" in up.status.message
@@ -216,40 +230,57 @@ def both(used: datetime | None = None, old_used: datetime | None = None) -> list
 
 def test_after_creation_the_user_awaits_use_of_the_new_key() -> None:
     stored = T0 + 80 * DAY
-    up = decide(both(), now=stored + timedelta(hours=1), prior=rotating(stored),
-                targets=held(NEW, NEW))
+    up = decide(
+        both(), now=stored + timedelta(hours=1), prior=rotating(stored), targets=held(NEW, NEW)
+    )
     assert up.status is not None and up.status.phase == Phase.AWAITING_USE
     assert kinds(up) == []
 
 
 def test_the_old_key_is_not_deactivated_before_deactivate_after() -> None:
     stored = T0 + 80 * DAY
-    up = decide(both(used=stored + timedelta(hours=2)), now=stored + timedelta(hours=23),
-                prior=rotating(stored), targets=held(NEW, NEW))
+    up = decide(
+        both(used=stored + timedelta(hours=2)),
+        now=stored + timedelta(hours=23),
+        prior=rotating(stored),
+        targets=held(NEW, NEW),
+    )
     assert kinds(up) == []
     assert any("deactivateAfter" in f.message for f in up.findings)
 
 
 def test_the_old_key_is_deactivated_once_the_new_key_is_used_and_time_has_passed() -> None:
     stored = T0 + 80 * DAY
-    up = decide(both(used=stored + timedelta(hours=2)), now=stored + DAY,
-                prior=rotating(stored), targets=held(NEW, NEW))
+    up = decide(
+        both(used=stored + timedelta(hours=2)),
+        now=stored + DAY,
+        prior=rotating(stored),
+        targets=held(NEW, NEW),
+    )
     assert kinds(up) == [ActionKind.DEACTIVATE_KEY]
     assert up.actions[0].key == OLD
 
 
 def test_a_use_recorded_within_15_minutes_of_keyrotors_own_does_not_count() -> None:
     stored = T0 + 80 * DAY
-    up = decide(both(used=stored + timedelta(minutes=15)), now=stored + 2 * DAY,
-                prior=rotating(stored), targets=held(NEW, NEW))
+    up = decide(
+        both(used=stored + timedelta(minutes=15)),
+        now=stored + 2 * DAY,
+        prior=rotating(stored),
+        targets=held(NEW, NEW),
+    )
     assert kinds(up) == []
     assert any("not yet used" in f.message for f in up.findings)
 
 
 def test_a_use_recorded_just_after_the_15_minute_span_counts() -> None:
     stored = T0 + 80 * DAY
-    up = decide(both(used=stored + timedelta(minutes=16)), now=stored + 2 * DAY,
-                prior=rotating(stored), targets=held(NEW, NEW))
+    up = decide(
+        both(used=stored + timedelta(minutes=16)),
+        now=stored + 2 * DAY,
+        prior=rotating(stored),
+        targets=held(NEW, NEW),
+    )
     assert kinds(up) == [ActionKind.DEACTIVATE_KEY]
 
 
@@ -257,8 +288,13 @@ def test_old_key_idle_holds_deactivation_while_a_straggler_uses_the_old_key() ->
     stored = T0 + 80 * DAY
     now = stored + 2 * DAY
     pol = policy(checks=(NewKeyUsedCheck(), OldKeyIdleCheck(timedelta(hours=24))))
-    up = decide(both(used=stored + DAY, old_used=now - timedelta(hours=3)), now=now,
-                prior=rotating(stored), targets=held(NEW, NEW), pol=pol)
+    up = decide(
+        both(used=stored + DAY, old_used=now - timedelta(hours=3)),
+        now=now,
+        prior=rotating(stored),
+        targets=held(NEW, NEW),
+        pol=pol,
+    )
     assert kinds(up) == []
     assert any("old key" in f.message and "idle" in f.message for f in up.findings)
 
@@ -267,16 +303,26 @@ def test_old_key_idle_passes_once_the_old_key_was_unused_for_the_period() -> Non
     stored = T0 + 80 * DAY
     now = stored + 3 * DAY
     pol = policy(checks=(NewKeyUsedCheck(), OldKeyIdleCheck(timedelta(hours=24))))
-    up = decide(both(used=stored + DAY, old_used=now - timedelta(hours=25)), now=now,
-                prior=rotating(stored), targets=held(NEW, NEW), pol=pol)
+    up = decide(
+        both(used=stored + DAY, old_used=now - timedelta(hours=25)),
+        now=now,
+        prior=rotating(stored),
+        targets=held(NEW, NEW),
+        pol=pol,
+    )
     assert kinds(up) == [ActionKind.DEACTIVATE_KEY]
 
 
 def test_a_command_check_without_a_result_holds_deactivation() -> None:
     stored = T0 + 80 * DAY
     pol = policy(checks=(NewKeyUsedCheck(), CommandCheck(("./smoke.sh",))))
-    up = decide(both(used=stored + DAY), now=stored + 2 * DAY, prior=rotating(stored),
-                targets=held(NEW, NEW), pol=pol)
+    up = decide(
+        both(used=stored + DAY),
+        now=stored + 2 * DAY,
+        prior=rotating(stored),
+        targets=held(NEW, NEW),
+        pol=pol,
+    )
     assert kinds(up) == []
 
 
@@ -284,15 +330,25 @@ def test_a_passed_external_check_result_lets_deactivation_proceed() -> None:
     stored = T0 + 80 * DAY
     pol = policy(checks=(NewKeyUsedCheck(), CommandCheck(("./smoke.sh",))))
     external = {("ci", "bot"): {1: CheckResult("command", True, "exit 0")}}
-    up = decide(both(used=stored + DAY), now=stored + 2 * DAY, prior=rotating(stored),
-                targets=held(NEW, NEW), pol=pol, external=external)
+    up = decide(
+        both(used=stored + DAY),
+        now=stored + 2 * DAY,
+        prior=rotating(stored),
+        targets=held(NEW, NEW),
+        pol=pol,
+        external=external,
+    )
     assert kinds(up) == [ActionKind.DEACTIVATE_KEY]
 
 
 def test_a_target_overwritten_out_of_band_blocks_deactivation() -> None:
     stored = T0 + 80 * DAY
-    up = decide(both(used=stored + DAY), now=stored + 2 * DAY, prior=rotating(stored),
-                targets=held(NEW, OLD))
+    up = decide(
+        both(used=stored + DAY),
+        now=stored + 2 * DAY,
+        prior=rotating(stored),
+        targets=held(NEW, OLD),
+    )
     assert kinds(up) == []
     assert up.status is not None and up.status.phase == Phase.BLOCKED
     assert "overwritten outside keyrotor" in up.status.message
@@ -308,16 +364,18 @@ def deactivated(at: datetime) -> UserStatus:
 def test_the_old_key_is_deleted_only_after_the_grace_period() -> None:
     at = T0 + 82 * DAY
     keys = [key(OLD, T0, "Inactive"), key(NEW, T0 + 80 * DAY)]
-    early = decide(keys, now=at + 7 * DAY - timedelta(minutes=1), prior=deactivated(at),
-                   targets=held(NEW, NEW))
+    early = decide(
+        keys, now=at + 7 * DAY - timedelta(minutes=1), prior=deactivated(at), targets=held(NEW, NEW)
+    )
     due = decide(keys, now=at + 7 * DAY, prior=deactivated(at), targets=held(NEW, NEW))
     assert (kinds(early), kinds(due)) == ([], [ActionKind.DELETE_KEY])
 
 
 def test_after_the_old_key_is_gone_the_new_key_is_current() -> None:
     at = T0 + 82 * DAY
-    up = decide([key(NEW, T0 + 80 * DAY)], now=at + 8 * DAY, prior=deactivated(at),
-                targets=held(NEW, NEW))
+    up = decide(
+        [key(NEW, T0 + 80 * DAY)], now=at + 8 * DAY, prior=deactivated(at), targets=held(NEW, NEW)
+    )
     assert up.status is not None
     assert (up.status.phase, up.status.old_key, up.status.new_key) == (Phase.CURRENT, NEW, None)
     assert FindingKind.DRIFT not in finding_kinds(up)
@@ -328,8 +386,9 @@ def test_after_the_old_key_is_gone_the_new_key_is_current() -> None:
 
 def test_an_old_key_deleted_outside_keyrotor_mid_rotation_is_reported_as_drift() -> None:
     stored = T0 + 80 * DAY
-    up = decide([key(NEW, stored)], now=stored + DAY, prior=rotating(stored),
-                targets=held(NEW, NEW))
+    up = decide(
+        [key(NEW, stored)], now=stored + DAY, prior=rotating(stored), targets=held(NEW, NEW)
+    )
     assert FindingKind.DRIFT in finding_kinds(up)
     assert up.status is not None and (up.status.phase, up.status.old_key) == (Phase.CURRENT, NEW)
 
@@ -343,8 +402,9 @@ def test_a_new_key_deleted_outside_keyrotor_restarts_the_rotation() -> None:
 
 def test_a_new_key_deleted_while_the_old_is_inactive_is_blocked_with_what_to_do() -> None:
     at = T0 + 82 * DAY
-    up = decide([key(OLD, T0, "Inactive")], now=at + DAY, prior=deactivated(at),
-                targets=held(NEW, NEW))
+    up = decide(
+        [key(OLD, T0, "Inactive")], now=at + DAY, prior=deactivated(at), targets=held(NEW, NEW)
+    )
     assert kinds(up) == []
     assert up.status is not None and up.status.phase == Phase.BLOCKED
     assert "no working key" in up.status.message and "update-access-key" in up.status.message
@@ -359,33 +419,52 @@ def intent(at: datetime) -> UserStatus:
 
 def test_a_key_created_after_the_intent_and_stored_nowhere_is_deleted_and_recreated() -> None:
     at = T0 + 80 * DAY
-    up = decide([key(OLD, T0), key(NEW, at)], now=at + timedelta(hours=1), prior=intent(at),
-                targets=held(OLD, OLD))
+    up = decide(
+        [key(OLD, T0), key(NEW, at)],
+        now=at + timedelta(hours=1),
+        prior=intent(at),
+        targets=held(OLD, OLD),
+    )
     assert kinds(up) == [ActionKind.DELETE_ORPHAN, ActionKind.CREATE_KEY]
     assert up.actions[0].key == NEW
 
 
 def test_a_key_created_after_the_intent_and_stored_in_some_targets_is_stored_in_the_rest() -> None:
     at = T0 + 80 * DAY
-    up = decide([key(OLD, T0), key(NEW, at)], now=at + timedelta(hours=1), prior=intent(at),
-                targets=held(NEW, OLD))
+    up = decide(
+        [key(OLD, T0), key(NEW, at)],
+        now=at + timedelta(hours=1),
+        prior=intent(at),
+        targets=held(NEW, OLD),
+    )
     assert kinds(up) == [ActionKind.STORE_KEY]
 
 
 def test_a_key_created_after_the_intent_and_stored_everywhere_is_recorded_as_awaiting_use() -> None:
     at = T0 + 80 * DAY
-    up = decide([key(OLD, T0), key(NEW, at)], now=at + timedelta(hours=1), prior=intent(at),
-                targets=held(NEW, NEW))
+    up = decide(
+        [key(OLD, T0), key(NEW, at)],
+        now=at + timedelta(hours=1),
+        prior=intent(at),
+        targets=held(NEW, NEW),
+    )
     assert kinds(up) == []
     assert up.status is not None
     assert (up.status.phase, up.status.new_key, up.status.intent_at) == (
-        Phase.AWAITING_USE, NEW, None)
+        Phase.AWAITING_USE,
+        NEW,
+        None,
+    )
 
 
 def test_a_key_created_before_the_intent_is_foreign_not_an_orphan() -> None:
     at = T0 + 80 * DAY
-    up = decide([key(OLD, T0), key(OTHER, at - DAY)], now=at + timedelta(hours=1),
-                prior=intent(at), targets=held(OLD, OLD))
+    up = decide(
+        [key(OLD, T0), key(OTHER, at - DAY)],
+        now=at + timedelta(hours=1),
+        prior=intent(at),
+        targets=held(OLD, OLD),
+    )
     assert kinds(up) == []
     assert up.status is not None and up.status.phase == Phase.BLOCKED
 
@@ -405,15 +484,17 @@ def test_success_of_each_step_moves_the_phase_along_the_lifecycle() -> None:
     due = decide([key(OLD, T0)], now=now)
     assert due.status is not None
     created = record_success(pol, due.status, due.actions[0], Outcome(NEW, now, now), now)
-    assert (created.phase, created.new_key, created.next_at) == (
-        Phase.AWAITING_USE, NEW, now + DAY)
-    deact = decide(both(used=now + DAY), now=now + 2 * DAY, prior=created,
-                   targets=held(NEW, NEW))
+    assert (created.phase, created.new_key, created.next_at) == (Phase.AWAITING_USE, NEW, now + DAY)
+    deact = decide(both(used=now + DAY), now=now + 2 * DAY, prior=created, targets=held(NEW, NEW))
     assert deact.status is not None
     off = record_success(pol, deact.status, deact.actions[0], Outcome(OLD), now + 2 * DAY)
     assert off.phase == Phase.DEACTIVATED
-    gone = decide([key(OLD, T0, "Inactive"), key(NEW, now, used=now + DAY)], now=now + 9 * DAY,
-                  prior=off, targets=held(NEW, NEW))
+    gone = decide(
+        [key(OLD, T0, "Inactive"), key(NEW, now, used=now + DAY)],
+        now=now + 9 * DAY,
+        prior=off,
+        targets=held(NEW, NEW),
+    )
     assert gone.status is not None
     done = record_success(pol, gone.status, gone.actions[0], Outcome(OLD), now + 9 * DAY)
     assert (done.phase, done.old_key, done.new_key) == (Phase.CURRENT, NEW, None)
@@ -423,18 +504,24 @@ def test_the_plan_summary_counts_actions_and_findings_like_terraform() -> None:
     obs = PolicyObservation("ci", {"bot": ObservedUser("bot", (key(OLD, T0),), held(OLD, OLD))})
     result = plan([policy()], {"ci": obs}, {}, T0 + 91 * DAY)
     assert result.summary() == (
-        "Plan: 1 key to create, 0 to deactivate, 0 to delete; 1 overdue, 0 blocked")
+        "Plan: 1 key to create, 0 to deactivate, 0 to delete; 1 overdue, 0 blocked"
+    )
 
 
 def test_the_json_plan_has_the_documented_shape() -> None:
     obs = PolicyObservation("ci", {"bot": ObservedUser("bot", (key(OLD, T0),), held(OLD, OLD))})
     doc = plan([policy()], {"ci": obs}, {}, T0 + 80 * DAY).to_dict()
     assert doc["format_version"] == "1"
-    assert doc["actions"] == [{
-        "policy": "ci", "user": "bot", "action": "create-key", "key": None,
-        "reason": "key AKIAOLD0000000000001 reached rotation age 76d on 2026-03-18; key is 80d old",
-        "replaces": OLD,
-    }]
+    assert doc["actions"] == [
+        {
+            "policy": "ci",
+            "user": "bot",
+            "action": "create-key",
+            "key": None,
+            "reason": f"key {OLD} reached rotation age 76d on 2026-03-18; key is 80d old",
+            "replaces": OLD,
+        }
+    ]
 
 
 def test_an_unobservable_policy_plans_nothing_and_says_why() -> None:

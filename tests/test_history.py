@@ -1,0 +1,196 @@
+"""Rotation history read back from commit trailers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import git
+import pytest
+
+from controller.errors import GitError
+from controller.gitops import history
+from controller.gitops.history import (
+    HistoryEntry,
+    format_history_text,
+    history_to_json,
+    read_history,
+)
+from controller.gitops.repo import StatusRepo, run_git
+from tests.conftest import GitRemote
+
+
+def record(
+    root: Path, policy: str | None, steps: list[str], *, body: list[str] | None = None
+) -> str:
+    """Commit one status change carrying `Keyrotor-Policy` (if given) and `Keyrotor-Step`s."""
+    trailers = [("Keyrotor-Policy", policy)] if policy else []
+    trailers += [("Keyrotor-Step", step) for step in steps]
+    with StatusRepo.open(root) as repo:
+        counter = len(repo.read_text("counter") or "")
+        sha = repo.commit(
+            {"counter": "x" * (counter + 1)}, f"{policy}: {len(steps)} steps", body or [], trailers
+        )
+    assert sha is not None
+    return sha
+
+
+@pytest.fixture
+def root(git_remote: GitRemote) -> Path:
+    git_remote.repo.close()
+    return git_remote.clone
+
+
+def test_entries_are_newest_first_one_per_step(root: Path) -> None:
+    first = record(root, "payments", ["alice create AKIA1"])
+    second = record(root, "billing", ["bob create AKIA2", "bob deactivate AKIA0"])
+    entries = read_history(root)
+    assert [(e.commit, e.policy, e.user, e.action, e.key) for e in entries] == [
+        (second, "billing", "bob", "create", "AKIA2"),
+        (second, "billing", "bob", "deactivate", "AKIA0"),
+        (first, "payments", "alice", "create", "AKIA1"),
+    ]
+
+
+def test_entry_carries_author_subject_and_committer_time(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "2026-05-01T12:34:56+02:00")
+    record(root, "payments", ["alice create AKIA1"])
+    (entry,) = read_history(root)
+    assert entry.author == "Test User <test@example.com>"
+    assert entry.subject == "payments: 1 steps"
+    assert entry.time == datetime(2026, 5, 1, 10, 34, 56, tzinfo=UTC)
+    assert entry.time.utcoffset() == timedelta(hours=2)
+
+
+def test_filters_by_user_and_by_policy(root: Path) -> None:
+    record(root, "payments", ["alice create AKIA1", "bob create AKIA2"])
+    record(root, "billing", ["alice delete AKIA3"])
+    assert [e.key for e in read_history(root, users=["alice"])] == ["AKIA3", "AKIA1"]
+    assert [e.key for e in read_history(root, policies=["payments"])] == ["AKIA1", "AKIA2"]
+    assert [e.key for e in read_history(root, users=["bob"], policies=["billing"])] == []
+
+
+def test_a_trailer_lookalike_in_the_body_is_not_history(root: Path) -> None:
+    record(
+        root,
+        "payments",
+        ["alice create AKIA1"],
+        body=["Keyrotor-Step: mallory delete AKIAFAKE", "was not done"],
+    )
+    assert [e.user for e in read_history(root)] == ["alice"]
+
+
+def test_commits_without_a_policy_trailer_are_ignored(root: Path) -> None:
+    record(root, None, ["alice create AKIA1"])
+    record(root, "payments", ["bob create AKIA2"], body=["mentions Keyrotor-Policy: payments"])
+    record(root, "payments", [])
+    assert [e.user for e in read_history(root)] == ["bob"]
+
+
+def test_malformed_steps_are_skipped(root: Path) -> None:
+    record(root, "payments", ["alice create", "bob create AKIA2", "carol create AKIA3 extra"])
+    assert [e.user for e in read_history(root)] == ["bob"]
+
+
+def test_history_of_another_ref(root: Path) -> None:
+    old = record(root, "payments", ["alice create AKIA1"])
+    record(root, "payments", ["alice delete AKIA0"])
+    assert [e.commit for e in read_history(root, ref=old)] == [old]
+
+
+def test_a_repository_without_commits_has_no_history(tmp_path: Path) -> None:
+    git.Repo.init(str(tmp_path), initial_branch="main").close()
+    assert read_history(tmp_path) == []
+
+
+def test_an_unknown_ref_is_a_git_error(root: Path) -> None:
+    with pytest.raises(GitError, match="cannot read history of nope"):
+        read_history(root, ref="nope")
+
+
+def test_a_ref_that_looks_like_an_option_is_taken_as_a_ref(root: Path) -> None:
+    with pytest.raises(GitError, match="cannot read history of --output"):
+        read_history(root, ref=f"--output={root / 'written'}")
+    assert not (root / "written").exists()
+
+
+def test_outside_a_checkout_is_a_git_error(tmp_path: Path) -> None:
+    with pytest.raises(GitError, match="not a Git checkout"):
+        read_history(tmp_path)
+
+
+def test_reads_history_in_one_git_log_call(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for n in range(3):
+        record(root, "payments", [f"alice create AKIA{n}"])
+    commands: list[str] = []
+
+    def counting(repo: git.Repo, *args: str, **kwargs: Any) -> tuple[int, str, str]:
+        commands.append(args[0])
+        return run_git(repo, *args, **kwargs)
+
+    monkeypatch.setattr(history, "run_git", counting)
+    assert len(read_history(root)) == 3
+    assert commands.count("log") == 1
+    assert set(commands) <= {"log", "rev-parse"}
+
+
+ENTRY = HistoryEntry(
+    commit="0123456789abcdef0123456789abcdef01234567",
+    time=datetime(2026, 5, 1, 12, 34, 56, tzinfo=timezone(timedelta(hours=2))),
+    author="Test User <test@example.com>",
+    policy="payments",
+    user="alice",
+    action="create",
+    key="AKIAEXAMPLE",
+    subject="payments: rotate alice",
+)
+
+
+def test_json_shape_with_utc_z_times() -> None:
+    assert history_to_json([ENTRY]) == {
+        "entries": [
+            {
+                "commit": "0123456789abcdef0123456789abcdef01234567",
+                "time": "2026-05-01T10:34:56Z",
+                "author": "Test User <test@example.com>",
+                "policy": "payments",
+                "user": "alice",
+                "action": "create",
+                "key": "AKIAEXAMPLE",
+            }
+        ]
+    }
+
+
+def test_text_table_has_utc_minutes_and_short_commits() -> None:
+    lines = format_history_text([ENTRY]).splitlines()
+    assert lines[0].split() == [
+        "TIME",
+        "(UTC)",
+        "POLICY",
+        "USER",
+        "ACTION",
+        "KEY",
+        "COMMIT",
+        "AUTHOR",
+    ]
+    assert lines[1].split() == [
+        "2026-05-01",
+        "10:34",
+        "payments",
+        "alice",
+        "create",
+        "AKIAEXAMPLE",
+        "0123456",
+        "Test",
+        "User",
+        "<test@example.com>",
+    ]
+    assert lines[0].index("POLICY") == lines[1].index("payments")
+
+
+def test_text_without_entries_says_so() -> None:
+    assert format_history_text([]) == "No rotation history."
