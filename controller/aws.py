@@ -43,6 +43,7 @@ class AwsSessions:
         self._base = base or boto3.Session()
         self._sessions: dict[Account, boto3.Session] = {}
         self._account_ids: dict[Account, str] = {}
+        self._clients: dict[tuple[Account, str, str], Any] = {}
 
     def session(self, account: Account) -> boto3.Session:
         if account not in self._sessions:
@@ -50,9 +51,15 @@ class AwsSessions:
         return self._sessions[account]
 
     def client(self, account: Account, service: str, region: str | None = None) -> Any:
+        """One client per (account, service, region): building one costs tens of milliseconds."""
         session = self.session(account)
         region = region or account.region or session.region_name or "us-east-1"
-        return session.client(service, region_name=region, config=CLIENT_CONFIG)  # type: ignore[call-overload]
+        cache_key = (account, service, region)
+        if cache_key not in self._clients:
+            self._clients[cache_key] = session.client(  # type: ignore[call-overload]
+                service, region_name=region, config=CLIENT_CONFIG
+            )
+        return self._clients[cache_key]
 
     def account_id(self, account: Account) -> str:
         if account not in self._account_ids:

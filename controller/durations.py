@@ -12,8 +12,10 @@ _RE = re.compile(PATTERN)
 
 def parse_duration(text: str) -> timedelta:
     """Parse `90d` into a timedelta; raises ValueError naming the accepted form."""
-    if not _RE.match(text):
-        raise ValueError(f"{text!r} is not a duration: write a whole number and one of s, m, h, d, w")
+    if not _RE.fullmatch(text):
+        raise ValueError(
+            f"{text!r} is not a duration: write a whole number and one of s, m, h, d, w"
+        )
     return timedelta(**{_UNITS[text[-1]]: int(text[:-1])})
 
 

@@ -4,26 +4,42 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from controller.aws import AwsSessions
-from controller.executor import Executor
+from controller.executor import ApplyResult, Executor, Hook
 from controller.gitops.repo import StatusRepo
 from controller.inventory import AwsInventory
+from controller.planner import Plan
 from controller.render import plan_text
 from controller.runtime import make_plan, now_of, open_workspace
 
 
-def run(args: argparse.Namespace) -> int:
-    now = now_of(args)
-    with StatusRepo.open(Path(args.repo)) as repo:
-        ws = open_workspace(repo.root, args.policy)
+def execute(
+    repo_path: Path,
+    now: datetime,
+    *,
+    policies: list[str] | None = None,
+    push: bool = True,
+    hook: Hook | None = None,
+) -> tuple[Plan, ApplyResult]:
+    """Plan and apply in one checkout; `hook` sees every named step (tests inject crashes)."""
+    with StatusRepo.open(repo_path) as repo:
+        ws = open_workspace(repo.root, policies)
         sessions = AwsSessions()
         plan = make_plan(ws, AwsInventory(sessions), now)
-        if args.dry_run:
-            sys.stdout.write(plan_text(plan))
-            return 0
-        result = Executor(sessions, repo, now=now, push=not args.no_push).apply(plan)
+        result = Executor(sessions, repo, now=now, push=push, hook=hook).apply(plan)
+    return plan, result
+
+
+def run(args: argparse.Namespace) -> int:
+    now = now_of(args)
+    if args.dry_run:
+        ws = open_workspace(args.repo, args.policy)
+        sys.stdout.write(plan_text(make_plan(ws, AwsInventory(AwsSessions()), now)))
+        return 0
+    plan, result = execute(Path(args.repo), now, policies=args.policy, push=not args.no_push)
     done = sum(1 for r in result.results if r.ok)
     print(
         f"Apply complete: {done} done, {len(result.failed)} failed; "

@@ -1,0 +1,153 @@
+"""A run may die between any two calls. The next run converges and the safety rules hold.
+
+Each test kills `apply` at one named point of one rotation step (the executor calls a hook
+before and after every mutating AWS call and target write, and before every push), then lets
+later runs, each in a fresh clone as CI has, carry the rotation to its end.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from controller.commands.apply import execute
+from controller.sandbox import Sandbox
+from controller.sandbox.config import DEFAULT_START as T0
+from tests.conftest import GitRemote
+from tests.rotation_world import PARAMETER, SECRET_ID, World, advance
+
+SM = f"aws-secrets-manager {SECRET_ID}"
+SSM = f"aws-ssm-parameter {PARAMETER}"
+CREATE_AT = advance(T0, days=80)
+DEACTIVATE_AT = advance(T0, days=81, hours=3)
+DELETE_AT = advance(T0, days=88, hours=4)
+
+CREATE_POINTS = [
+    "push:intent",
+    "before:create_access_key",
+    "after:create_access_key",
+    "before:sts_get_caller_identity",
+    "after:sts_get_caller_identity",
+    f"before:write {SM}",
+    f"after:write {SM}",
+    f"before:write {SSM}",
+    f"after:write {SSM}",
+    "push:status",
+]
+DEACTIVATE_POINTS = ["before:update_access_key", "after:update_access_key", "push:status"]
+DELETE_POINTS = ["before:delete_access_key", "after:delete_access_key", "push:status"]
+
+
+class SimulatedCrash(BaseException):
+    """Not an Exception: nothing in keyrotor may catch it, as nothing catches SIGKILL."""
+
+
+@pytest.fixture
+def world(aws: Sandbox, tmp_path: Path, git_remote: GitRemote) -> World:
+    w = World(aws=aws, bare=git_remote.bare, clone=git_remote.clone, tmp=tmp_path)
+    w.seed_policy()
+    w.seed_user(at=T0)
+    return w
+
+
+def run(world: World, now: datetime, crash_at: str | None = None) -> None:
+    """One scheduled run in a fresh clone; with `crash_at`, it dies at that point."""
+    world.aws.set_clock(now)
+
+    def hook(point: str) -> None:
+        if point == crash_at:
+            raise SimulatedCrash(point)
+
+    clone = world.fresh_clone()
+    if crash_at is None:
+        _, result = execute(clone, now)
+        assert not result.failed, [r.error for r in result.failed]
+    else:
+        with pytest.raises(SimulatedCrash):
+            execute(clone, now, hook=hook)
+    assert_safe(world)
+
+
+def assert_safe(world: World) -> None:
+    keys = world.iam_keys()
+    assert len(keys) <= 2, f"more than two keys: {keys}"
+    assert "Active" in keys.values(), "the user has no working key"
+    for held in world.held_key_ids():
+        assert keys.get(held) == "Active", f"a target holds {held}, which is {keys.get(held)}"
+
+
+def use_new_key(world: World, at: datetime) -> None:
+    world.aws.set_clock(at)
+    world.application_call()
+
+
+def finish(world: World, start: datetime) -> None:
+    """Let scheduled runs carry the rotation to its end, the application using what it is given."""
+    for day in (0, 1, 2, 9, 10):
+        now = advance(start, days=day, minutes=30)
+        run(world, now)
+        if world.held_key_ids():
+            use_new_key(world, advance(now, hours=1))
+    keys = world.iam_keys()
+    assert list(keys.values()) == ["Active"], keys
+    assert world.held_key_ids() == set(keys)
+    assert world.application_call().endswith(":user/deploy-bot")
+
+
+@pytest.mark.parametrize("point", CREATE_POINTS)
+def test_a_crash_while_creating_the_key_converges(world: World, point: str) -> None:
+    run(world, CREATE_AT, crash_at=point)
+    run(world, advance(CREATE_AT, minutes=5))
+    assert len(world.iam_keys()) == 2, "the next run finishes creating the new key"
+    finish(world, advance(CREATE_AT, hours=2))
+
+
+@pytest.mark.parametrize("point", DEACTIVATE_POINTS)
+def test_a_crash_while_deactivating_the_old_key_converges(world: World, point: str) -> None:
+    run(world, CREATE_AT)
+    use_new_key(world, advance(CREATE_AT, hours=2))
+    run(world, DEACTIVATE_AT, crash_at=point)
+    run(world, advance(DEACTIVATE_AT, minutes=5))
+    assert sorted(world.iam_keys().values()) == ["Active", "Inactive"]
+    finish(world, advance(DEACTIVATE_AT, hours=1))
+
+
+@pytest.mark.parametrize("point", DELETE_POINTS)
+def test_a_crash_while_deleting_the_old_key_converges(world: World, point: str) -> None:
+    run(world, CREATE_AT)
+    use_new_key(world, advance(CREATE_AT, hours=2))
+    run(world, DEACTIVATE_AT)
+    run(world, DELETE_AT, crash_at=point)
+    run(world, advance(DELETE_AT, minutes=5))
+    assert list(world.iam_keys().values()) == ["Active"]
+
+
+def test_the_crash_points_tested_are_every_point_a_rotation_passes(world: World) -> None:
+    seen: list[str] = []
+    for now in (CREATE_AT, DEACTIVATE_AT, DELETE_AT):
+        world.aws.set_clock(now)
+        execute(world.fresh_clone(), now, hook=seen.append)
+        use_new_key(world, advance(now, hours=1))
+    assert seen == CREATE_POINTS + DEACTIVATE_POINTS + DELETE_POINTS
+
+
+def test_a_rejected_intent_push_stops_the_run_before_any_aws_change(world: World) -> None:
+    slow = world.fresh_clone()
+    other = world.fresh_clone()
+    (other / "notes.txt").write_text("a person pushed first\n")
+    import git
+
+    with git.Repo(other) as repo:
+        repo.index.add(["notes.txt"])
+        repo.index.commit("unrelated change")
+        repo.git.push("origin", "main")
+    world.aws.set_clock(CREATE_AT)
+    world.aws.clear_requests()
+    from controller.errors import PushRejected
+
+    with pytest.raises(PushRejected):
+        execute(slow, CREATE_AT)
+    assert world.mutating_calls() == []
+    assert len(world.iam_keys()) == 1
