@@ -169,3 +169,41 @@ def test_plan_detailed_exitcode_says_whether_changes_are_pending(world: World) -
     world.seed_user(at=T0)
     assert world.cli("plan", "--detailed-exitcode", now=advance(T0, days=10)) == 0
     assert world.cli("plan", "--detailed-exitcode", now=DAY80) == 2
+
+
+def test_status_shows_phase_key_ages_and_the_next_step(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = world.seed_user(at=T0)
+    world.cli("apply", now=advance(T0, days=10))
+    capsys.readouterr()
+    assert world.cli("status", now=advance(T0, days=12)) == 0
+    out = capsys.readouterr().out
+    assert f"{POLICY}  {USER}  Current  {old}  12d" in out
+    assert "create-key 2026-03-18 00:00Z" in out
+    assert "1 users, 0 overdue." in out
+
+
+def test_status_flags_a_key_past_max_age_as_overdue(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.seed_user(at=T0)
+    world.cli("apply", now=DAY80)
+    capsys.readouterr()
+    world.cli("status", now=advance(T0, days=91))
+    out = capsys.readouterr().out
+    assert "AwaitingUse OVERDUE" in out and "1 users, 1 overdue." in out
+
+
+def test_history_text_lists_each_step_with_its_commit_and_author(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = rotate_fully(world)
+    capsys.readouterr()
+    from controller.cli import main
+
+    main(["history", "--repo", str(world.clone), "--user", USER])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4  # a header and three steps
+    assert "delete-key" in lines[1] and ids["old"] in lines[1]
+    assert "create-key" in lines[3] and ids["new"] in lines[3]
