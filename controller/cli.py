@@ -51,11 +51,21 @@ def parse_now(text: str) -> datetime:
 def _common(sub: argparse.ArgumentParser, *, now: bool = True, policy: bool = True) -> None:
     sub.add_argument("--repo", default=".", help="Git checkout holding manifests/ (default: .)")
     if policy:
-        sub.add_argument("--policy", action="append", default=[], metavar="NAME",
-                         help="only this policy (repeatable)")
+        sub.add_argument(
+            "--policy",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="only this policy (repeatable)",
+        )
     if now:
-        sub.add_argument("--now", type=parse_now, default=None, metavar="ISO-8601",
-                         help="the time decisions are made at (default: the real clock)")
+        sub.add_argument(
+            "--now",
+            type=parse_now,
+            default=None,
+            metavar="ISO-8601",
+            help="the time decisions are made at (default: the real clock)",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,25 +74,46 @@ def build_parser() -> argparse.ArgumentParser:
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subs.required = True
 
-    p = subs.add_parser("validate", help="check manifests against the schema and the semantic rules")
-    p.add_argument("paths", nargs="*", metavar="PATH",
-                   help="manifest files or directories (default: manifests/ of --repo)")
-    p.add_argument("--repo", default=".", help="checkout whose manifests/ is validated (default: .)")
+    p = subs.add_parser(
+        "validate", help="check manifests against the schema and the semantic rules"
+    )
+    p.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="manifest files or directories (default: manifests/ of --repo)",
+    )
+    p.add_argument(
+        "--repo", default=".", help="checkout whose manifests/ is validated (default: .)"
+    )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(handler="controller.commands.validate:run")
 
     p = subs.add_parser("plan", help="show what apply would do; never writes")
     _common(p)
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
-    p.add_argument("--detailed-exitcode", action="store_true",
-                   help="exit 0 when nothing is to do, 2 when actions are pending, 1 on error")
+    p.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when nothing is to do, 2 when actions are pending, 1 on error",
+    )
     p.set_defaults(handler="controller.commands.plan:run")
 
-    p = subs.add_parser("apply", help="execute due actions of auto-approved policies; commit status")
+    p = subs.add_parser(
+        "apply", help="execute due actions of auto-approved policies; commit status"
+    )
     _common(p)
     p.add_argument("--dry-run", action="store_true", help="plan and print, change nothing")
     p.add_argument("--no-push", action="store_true", help="commit status but do not push it")
     p.set_defaults(handler="controller.commands.apply:run")
+
+    p = subs.add_parser("resume", help="retry a rolled-back rotation (commits the decision)")
+    p.add_argument("--repo", default=".", help="Git checkout holding manifests/ (default: .)")
+    p.add_argument("--policy", required=True, metavar="NAME")
+    p.add_argument("--user", required=True, metavar="NAME")
+    p.add_argument("--now", type=parse_now, default=None, metavar="ISO-8601")
+    p.add_argument("--no-push", action="store_true", help="commit but do not push")
+    p.set_defaults(handler="controller.commands.resume:run")
 
     p = subs.add_parser("status", help="where each user's rotation stands, from status/*.yaml")
     _common(p)
@@ -111,8 +142,11 @@ def _report_internal_error(exc: BaseException) -> int:
     fd, path = tempfile.mkstemp(prefix="keyrotor-crash-", suffix=".txt")
     with os.fdopen(fd, "w") as fh:
         fh.write("".join(traceback.format_exception(exc)))
-    print(f"keyrotor: internal error: {type(exc).__name__}. This is a bug in keyrotor.\n"
-          f"keyrotor: the full traceback is in {path}", file=sys.stderr)
+    print(
+        f"keyrotor: internal error: {type(exc).__name__}. This is a bug in keyrotor.\n"
+        f"keyrotor: the full traceback is in {path}",
+        file=sys.stderr,
+    )
     return EXIT_INTERNAL
 
 

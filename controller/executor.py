@@ -190,6 +190,7 @@ class Executor:
             ActionKind.DELETE_ORPHAN: self._delete_orphan,
             ActionKind.DEACTIVATE_KEY: self._deactivate,
             ActionKind.DELETE_KEY: self._delete,
+            ActionKind.REACTIVATE_KEY: self._reactivate,
         }[action.kind]
         return handler(policy, action, iam, targets)
 
@@ -281,6 +282,14 @@ class Executor:
     def _holders(self, targets: list[BoundTarget], key_id: str) -> list[BoundTarget]:
         return [t for t in targets if t.readable and _held(t) == key_id]
 
+    @staticmethod
+    def _find(targets: list[BoundTarget], key_id: str) -> AccessKeySecret | None:
+        """The secret of `key_id` from any readable target, current value or history."""
+        for target in targets:
+            if target.readable and (secret := target.find(key_id)) is not None:
+                return secret
+        return None
+
     def _store(
         self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
     ) -> Outcome:
@@ -288,15 +297,51 @@ class Executor:
         keys = self._keys(iam, action.user)
         if action.key not in keys:
             raise PreconditionFailed(f"key {action.key} of {action.user} no longer exists")
+        secret = self._find(targets, action.key)
+        if secret is None:
+            raise PreconditionFailed(
+                f"no target holds the secret of key {action.key}, now or in its history. Delete "
+                f"the key (aws iam delete-access-key --user-name {action.user} --access-key-id "
+                f"{action.key}) and keyrotor starts a fresh rotation"
+            )
         holders = self._holders(targets, action.key)
-        if not holders:
-            raise PreconditionFailed(f"no readable target holds key {action.key} any more")
-        secret = holders[0].read()
-        assert secret is not None
         for target in targets:
             if target not in holders:
                 self._write(target, secret)
         return Outcome(action.key, keys[action.key]["CreateDate"], None)
+
+    def _reactivate(
+        self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
+    ) -> Outcome:
+        """Roll back: the old key works again at once, then the targets get it back if they can."""
+        assert action.key is not None
+        if action.key not in self._keys(iam, action.user):
+            raise PreconditionFailed(f"old key {action.key} no longer exists; nothing to restore")
+        self._call(
+            "update_access_key",
+            iam.update_access_key,
+            UserName=action.user,
+            AccessKeyId=action.key,
+            Status="Active",
+        )
+        secret = self._find(targets, action.key)
+        if secret is None:
+            return Outcome(
+                action.key,
+                note="no target kept the old key's secret, so the targets "
+                "still hold the new key; both keys are active",
+            )
+        for target in targets:
+            if not target.readable or _held(target) != action.key:
+                self._write(target, secret)
+        unrestorable = [t.description for t in targets if not t.readable]
+        note = "every target holds the old key again"
+        if unrestorable:
+            note = (
+                f"the readable targets hold the old key again; {', '.join(unrestorable)} "
+                "was rewritten with it too (GitHub secrets cannot be read back to check)"
+            )
+        return Outcome(action.key, note=note)
 
     def _delete_orphan(
         self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
@@ -375,6 +420,7 @@ def _phrase(action: Action) -> str:
         ActionKind.DELETE_ORPHAN: f"delete orphan key of {action.user}",
         ActionKind.DEACTIVATE_KEY: f"deactivate old key of {action.user}",
         ActionKind.DELETE_KEY: f"delete old key of {action.user}",
+        ActionKind.REACTIVATE_KEY: f"roll back {action.user}",
     }[action.kind]
 
 

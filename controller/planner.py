@@ -20,7 +20,7 @@ from controller import checks
 from controller.durations import format_duration
 from controller.inventory import ObservedKey, ObservedUser, PolicyObservation, TargetReading
 from controller.policy import Policy
-from controller.status import Phase, PolicyStatus, UserStatus
+from controller.status import Phase, PolicyStatus, RecordedCheck, UserStatus
 
 # Allowed difference between keyrotor's clock and IAM's when telling a key that a crashed run
 # created (after its recorded intent) from one a person made before it.
@@ -33,6 +33,7 @@ class ActionKind(StrEnum):
     DELETE_ORPHAN = "delete-orphan-key"
     DEACTIVATE_KEY = "deactivate-key"
     DELETE_KEY = "delete-key"
+    REACTIVATE_KEY = "reactivate-key"
 
 
 class FindingKind(StrEnum):
@@ -90,6 +91,9 @@ class UserPlan:
     status: UserStatus | None
     actions: tuple[Action, ...] = ()
     findings: tuple[Finding, ...] = ()
+    # The decision reached a gate that command/http checks decide, and their results were not
+    # given: the shell runs them and plans again (the planner itself never runs anything).
+    needs_checks: bool = False
 
     @property
     def phase(self) -> Phase | None:
@@ -284,6 +288,7 @@ class _Ctx:
     external: checks.ExternalResults
     findings: list[Finding] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
+    needs_checks: bool = False
 
     # -- helpers --
     def find(self, kind: FindingKind, message: str) -> None:
@@ -296,8 +301,38 @@ class _Ctx:
 
     def result(self, status: UserStatus | None) -> UserPlan:
         return UserPlan(
-            self.policy.name, self.user, status, tuple(self.actions), tuple(self.findings)
+            self.policy.name,
+            self.user,
+            status,
+            tuple(self.actions),
+            tuple(self.findings),
+            self.needs_checks,
         )
+
+    def evaluate_checks(
+        self, status: UserStatus, old: ObservedKey, new: ObservedKey, *, builtin: bool
+    ) -> tuple[UserStatus, list[checks.CheckResult]]:
+        """Judge the gates and record them in status (keeping `since` while a result holds)."""
+        wanted = self.policy.checks
+        if any(c.type in checks.EXTERNAL_TYPES for c in wanted) and not self.external:
+            self.needs_checks = True
+        results = checks.evaluate(
+            wanted,
+            old=old,
+            new=new,
+            baseline=status.self_used_at or status.stored_at or self.now,
+            now=self.now,
+            external=self.external,
+            builtin=builtin,
+        )
+        before = {(c.check, c.passed, c.message): c.since for c in status.checks}
+        recorded = tuple(
+            RecordedCheck(
+                r.check, r.passed, r.message, before.get((r.check, r.passed, r.message), self.now)
+            )
+            for r in results
+        )
+        return replace(status, checks=recorded), results
 
     def blocked(self, message: str, base: UserStatus | None = None) -> UserPlan:
         self.find(FindingKind.BLOCKED, message)
@@ -541,6 +576,8 @@ class _Ctx:
             message = "; ".join(f"cannot read {t.target}: {t.error}" for t in unreadable)
             self.find(FindingKind.WAITING, message)
             return self.result(replace(status, message=message))
+        if status.phase == Phase.ROLLED_BACK and old.active:
+            return self._rolled_back(status, old, new, targets)
         stray = [t for t in targets if t.readable and t.key_id != new.id]
         if stray:
             what = "; ".join(f"{t.target} holds {t.key_id or 'nothing'}" for t in stray)
@@ -552,7 +589,7 @@ class _Ctx:
             )
         if old.active:
             return self._awaiting_use(status, old, new, targets)
-        return self._deactivated(status, old)
+        return self._deactivated(status, old, new)
 
     def _awaiting_use(
         self,
@@ -572,20 +609,23 @@ class _Ctx:
             next_at=earliest,
             message=_msg_awaiting(new.id, len(targets)),
         )
-        results = checks.evaluate(
-            self.policy.checks,
-            old=old,
-            new=new,
-            baseline=status.self_used_at or stored_at,
-            now=self.now,
-            external=self.external,
-        )
+        status, results = self.evaluate_checks(status, old, new, builtin=True)
         waiting = [r.message for r in results if not r.passed]
         if self.now < earliest:
             waiting.insert(0, f"deactivateAfter: not before {earliest:%Y-%m-%d %H:%M}Z")
+            return self._wait(status, waiting)
+        overdue = self.now >= old.created + self.policy.max_key_age
+        if waiting and overdue and self.policy.on_overdue == "deactivate":
+            return self._gated(
+                status,
+                ActionKind.DEACTIVATE_KEY,
+                old.id,
+                f"OVERDUE: {old.id} is older than maxKeyAge "
+                f"{format_duration(self.policy.max_key_age)} and onOverdue is deactivate, so it is "
+                "deactivated although these checks have not passed: " + "; ".join(waiting),
+            )
         if waiting:
-            self.find(FindingKind.WAITING, "; ".join(waiting))
-            return self.result(status)
+            return self._wait(status, waiting)
         return self._gated(
             status,
             ActionKind.DEACTIVATE_KEY,
@@ -594,7 +634,11 @@ class _Ctx:
             + "; ".join(r.message for r in results),
         )
 
-    def _deactivated(self, status: UserStatus, old: ObservedKey) -> UserPlan:
+    def _wait(self, status: UserStatus, reasons: list[str]) -> UserPlan:
+        self.find(FindingKind.WAITING, "; ".join(reasons))
+        return self.result(status)
+
+    def _deactivated(self, status: UserStatus, old: ObservedKey, new: ObservedKey) -> UserPlan:
         deactivated_at = status.deactivated_at or self.now
         delete_at = deactivated_at + self.policy.delete_after
         status = replace(
@@ -605,6 +649,20 @@ class _Ctx:
             next_at=delete_at,
             message=_msg_deactivated(old.id, delete_at),
         )
+        # Step 4: the application must keep working without the old key. Only command and http
+        # checks can tell; a failure brings the old key back, whatever else holds other steps.
+        status, results = self.evaluate_checks(status, old, new, builtin=False)
+        failed = [
+            r
+            for r in results
+            if not r.passed
+            and r.check in checks.EXTERNAL_TYPES
+            and not r.message.endswith(checks.NOT_RUN)
+        ]
+        if failed:
+            reason = "; ".join(f"{r.check} check failed: {r.message}" for r in failed)
+            self.act(ActionKind.REACTIVATE_KEY, old.id, f"rolling back: {reason}")
+            return self.result(status)
         if self.now < delete_at:
             self.find(
                 FindingKind.WAITING,
@@ -617,6 +675,38 @@ class _Ctx:
             old.id,
             f"grace period of {format_duration(self.policy.delete_after)} ended",
         )
+
+    def _rolled_back(
+        self,
+        status: UserStatus,
+        old: ObservedKey,
+        new: ObservedKey,
+        targets: tuple[TargetReading, ...],
+    ) -> UserPlan:
+        """A rolled-back rotation waits for a person: keyrotor never retries one by itself."""
+        if status.resumed_at is None:
+            self.find(
+                FindingKind.BLOCKED,
+                f"rotation rolled back: {status.message}. Fix the cause, then run `keyrotor "
+                f"resume --policy {self.policy.name} --user {self.user}`",
+            )
+            return self.result(replace(status, next_step=None, next_at=None))
+        if all(t.key_id == new.id for t in targets if t.readable):
+            resumed = replace(
+                status,
+                phase=Phase.AWAITING_USE,
+                stored_at=status.resumed_at,
+                rolled_back_at=None,
+                resumed_at=None,
+                deactivated_at=None,
+            )
+            return self._awaiting_use(resumed, old, new, targets)
+        self.act(
+            ActionKind.STORE_KEY,
+            new.id,
+            f"rotation resumed: store new key {new.id} in every target again",
+        )
+        return self.result(status)
 
     def _gated(self, status: UserStatus, kind: ActionKind, key: str, reason: str) -> UserPlan:
         """Suspension and approval hold a step that is otherwise due."""
@@ -641,6 +731,7 @@ class Outcome:
     key_id: str | None = None
     key_created: datetime | None = None
     self_used_at: datetime | None = None
+    note: str = ""
 
 
 def record_success(
@@ -648,10 +739,25 @@ def record_success(
 ) -> UserStatus:
     """The status of a user once `action` succeeded at `now`."""
     kind = action.kind
+    if kind == ActionKind.REACTIVATE_KEY:
+        return replace(
+            status,
+            phase=Phase.ROLLED_BACK,
+            rolled_back_at=now,
+            resumed_at=None,
+            deactivated_at=None,
+            next_step=None,
+            next_at=None,
+            message=f"{action.reason.removeprefix('rolling back: ')}; old key {action.key} "
+            f"reactivated on {now:%Y-%m-%d %H:%M}Z; {outcome.note}",
+        )
     if kind in (ActionKind.CREATE_KEY, ActionKind.STORE_KEY):
         return replace(
             status,
             phase=Phase.AWAITING_USE,
+            rolled_back_at=None,
+            resumed_at=None,
+            checks=(),
             new_key=outcome.key_id,
             new_key_created=outcome.key_created,
             stored_at=now,

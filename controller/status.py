@@ -38,6 +38,33 @@ class Phase(StrEnum):
 
 
 @dataclass(frozen=True)
+class RecordedCheck:
+    """A gate's last result; `since` is when it last changed, so a rerun commits nothing."""
+
+    check: str
+    passed: bool
+    message: str
+    since: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "passed": self.passed,
+            "message": self.message,
+            "since": to_iso(self.since),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RecordedCheck:
+        return cls(
+            str(data["check"]),
+            bool(data["passed"]),
+            str(data.get("message", "")),
+            from_iso(str(data["since"])),
+        )
+
+
+@dataclass(frozen=True)
 class UserStatus:
     """One user's rotation record.
 
@@ -58,6 +85,9 @@ class UserStatus:
     overdue_at: datetime | None = None
     next_step: str | None = None
     next_at: datetime | None = None
+    rolled_back_at: datetime | None = None
+    resumed_at: datetime | None = None
+    checks: tuple[RecordedCheck, ...] = ()
     message: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,9 +104,13 @@ class UserStatus:
             ("overdueAt", self.overdue_at),
             ("nextStep", self.next_step),
             ("nextAt", self.next_at),
+            ("rolledBackAt", self.rolled_back_at),
+            ("resumedAt", self.resumed_at),
         ):
             if value is not None:
                 out[name] = to_iso(value) if isinstance(value, datetime) else value
+        if self.checks:
+            out["checks"] = [c.to_dict() for c in self.checks]
         if self.message:
             out["message"] = self.message
         return out
@@ -100,6 +134,9 @@ class UserStatus:
             overdue_at=when("overdueAt"),
             next_step=data.get("nextStep"),
             next_at=when("nextAt"),
+            rolled_back_at=when("rolledBackAt"),
+            resumed_at=when("resumedAt"),
+            checks=tuple(RecordedCheck.from_dict(c) for c in data.get("checks") or ()),
             message=str(data.get("message", "")),
         )
 

@@ -30,6 +30,10 @@ class CheckResult:
 
 ExternalResults = Mapping[int, CheckResult]
 
+# Checks that do I/O and therefore run outside the planner.
+EXTERNAL_TYPES = frozenset({"command", "http"})
+NOT_RUN = "check has not run"
+
 
 def new_key_used(new: ObservedKey, baseline: datetime) -> CheckResult:
     """The application has used the new key: a use recorded after keyrotor's own plus 15 minutes."""
@@ -58,9 +62,8 @@ def old_key_idle(old: ObservedKey, idle_for: timedelta, now: datetime) -> CheckR
     return CheckResult(
         "old-key-idle",
         False,
-        f"old key {old.id} was used {format_duration(now - old.last_used)} ago; waiting until it "
-        f"has been idle for {format_duration(idle_for)} "
-        f"(from {old.last_used + idle_for:%Y-%m-%d %H:%M}Z)",
+        f"old key {old.id} was last used {old.last_used:%Y-%m-%d %H:%M}Z; it must be idle for "
+        f"{format_duration(idle_for)} (until {old.last_used + idle_for:%Y-%m-%d %H:%M}Z)",
     )
 
 
@@ -72,15 +75,20 @@ def evaluate(
     baseline: datetime,
     now: datetime,
     external: ExternalResults,
+    builtin: bool = True,
 ) -> list[CheckResult]:
+    """Results in manifest order; `builtin=False` skips the IAM-based gates (after deactivation
+    an inactive key's LastUsedDate no longer says anything about the application)."""
     results = []
     for index, check in enumerate(checks):
         if isinstance(check, NewKeyUsedCheck):
-            results.append(new_key_used(new, baseline))
+            if builtin:
+                results.append(new_key_used(new, baseline))
         elif isinstance(check, OldKeyIdleCheck):
-            results.append(old_key_idle(old, check.idle_for, now))
+            if builtin:
+                results.append(old_key_idle(old, check.idle_for, now))
         elif index in external:
             results.append(external[index])
         else:
-            results.append(CheckResult(check.type, False, f"{check.type} check has not run"))
+            results.append(CheckResult(check.type, False, f"{check.type} {NOT_RUN}"))
     return results

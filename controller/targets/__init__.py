@@ -34,6 +34,13 @@ class BoundTarget(Protocol):
         """Make `secret` what the target serves from now on; raises TargetError."""
         ...
 
+    def find(self, key_id: str) -> AccessKeySecret | None:
+        """The secret of `key_id` if the target holds it now or kept it in its history.
+
+        This is how a rollback restores the old key and a resumed rotation the new one.
+        """
+        ...
+
 
 def bind(
     target: Target, policy: Policy, user: str, account_id: str, sessions: AwsSessions
@@ -76,7 +83,9 @@ def reading(target: BoundTarget) -> TargetReading:
     from controller.errors import TargetError
 
     if not target.readable:
-        return TargetReading(target.description, None, readable=False)
+        preflight = getattr(target, "preflight", None)
+        problem = preflight() if preflight else None
+        return TargetReading(target.description, None, readable=False, error=problem)
     try:
         held = target.read()
     except TargetError as exc:

@@ -1,35 +1,78 @@
-"""GitHub Actions secrets: write-only (GitHub never returns a secret's value).
+"""GitHub Actions secrets: a write-only target.
 
-Writing them needs the GitHub client and sealed-box encryption, which are not in this release.
-Until then a policy with such a target is reported as blocked before any key is created, so a
-rotation never starts that could not finish.
+GitHub never returns a secret's value (only its name and dates), so this target cannot tell
+which key it holds: it is bound with `readable = False`, `read()` raises, and what it holds is
+known only from keyrotor's own record of what it wrote.
+
+`write` seals both halves of the key to the repository's (or the environment's) public key and
+PUTs them as two secrets, the access key id first. The two PUTs are not atomic: if the second
+fails, the target holds a mismatched pair and `write` raises, and a later `write` of the same
+key repairs it (a PUT replaces a value).
+
+The GitHub client is made on first write, from GITHUB_API_URL and GITHUB_TOKEN. The token needs
+permission to write Actions secrets in the target repository (a fine-grained token or GitHub
+App with "Secrets: write"); the GITHUB_TOKEN that Actions provides to a workflow cannot write
+secrets.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from controller.errors import TargetError
+from controller.github.client import GitHubClient, GitHubError
 from controller.policy import GithubActionsSecretTarget
 from controller.secret import AccessKeySecret
 
-NOT_SUPPORTED = "github-actions-secret targets are not supported by this version of keyrotor yet"
+WRITE_ONLY = "GitHub Actions secrets are write-only: GitHub never returns a secret's value"
 
 
 class GithubActionsSecret:
-    # Reported as readable so that `read`'s error surfaces as an unreadable target, which holds
-    # back key creation; the real client makes this write-only.
-    readable = True
+    readable = False
 
-    def __init__(self, spec: GithubActionsSecretTarget, render: Callable[[str], str]) -> None:
-        env = f" environment {render(spec.environment)}" if spec.environment else ""
+    def __init__(
+        self,
+        spec: GithubActionsSecretTarget,
+        render: Callable[[str], str],
+        client_factory: Callable[[], GitHubClient] = GitHubClient,
+    ) -> None:
+        self.spec = spec
+        self.repository = render(spec.repository)
+        self.environment = render(spec.environment) if spec.environment else None
+        self.access_key_id_name = render(spec.access_key_id_name)
+        self.secret_access_key_name = render(spec.secret_access_key_name)
+        self._client_factory = client_factory
+        env = f" environment {self.environment}" if self.environment else ""
         self.description = (
-            f"github-actions-secret {render(spec.repository)}{env} "
-            f"{render(spec.secret_access_key_name)}"
+            f"github-actions-secret {self.repository}{env} {self.secret_access_key_name}"
         )
 
     def read(self) -> AccessKeySecret | None:
-        raise TargetError(NOT_SUPPORTED)
+        """Always raises: there is nothing to read back (see the module's doc)."""
+        raise TargetError(f"cannot read {self.description}: {WRITE_ONLY}")
+
+    def find(self, key_id: str) -> AccessKeySecret | None:
+        """Nothing can be found in a write-only target: rollback restores it from another one."""
+        return None
+
+    def preflight(self) -> str | None:
+        """Why a write would certainly fail, checked before any key is created."""
+        if not os.environ.get("GITHUB_TOKEN"):
+            return (
+                "GITHUB_TOKEN is not set: keyrotor needs a token that may write Actions secrets "
+                f"of {self.repository}"
+            )
+        return None
 
     def write(self, secret: AccessKeySecret) -> None:
-        raise TargetError(NOT_SUPPORTED)
+        try:
+            with self._client_factory() as client:
+                key = client.public_key(self.environment, repo=self.repository)
+                for name, value in (
+                    (self.access_key_id_name, secret.access_key_id),
+                    (self.secret_access_key_name, secret.secret_access_key),
+                ):
+                    client.put_secret(name, value, self.environment, repo=self.repository, key=key)
+        except GitHubError as exc:
+            raise TargetError(f"cannot write {self.description}: {exc}") from None

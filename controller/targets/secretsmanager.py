@@ -32,6 +32,27 @@ class SecretsManagerSecret:
             raise TargetError(f"cannot read {self.description}: {describe_error(exc)}") from None
         return jsonvalue.decode(value.get("SecretString", ""), self.spec.fields, self.description)
 
+    def find(self, key_id: str) -> AccessKeySecret | None:
+        """Looks through AWSCURRENT and the versions Secrets Manager keeps (AWSPREVIOUS, ...)."""
+        try:
+            versions = self._client.list_secret_version_ids(
+                SecretId=self.secret_id, IncludeDeprecated=True
+            )["Versions"]
+            for version in sorted(versions, key=lambda v: v.get("CreatedDate", 0), reverse=True):
+                value = self._client.get_secret_value(
+                    SecretId=self.secret_id, VersionId=version["VersionId"]
+                )
+                found = jsonvalue.decode(value.get("SecretString", ""), self.spec.fields, "")
+                if found.access_key_id == key_id:
+                    return found
+        except AWS_ERRORS as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise TargetError(f"cannot read {self.description}: {describe_error(exc)}") from None
+        except TargetError:
+            return None
+        return None
+
     def write(self, secret: AccessKeySecret) -> None:
         body = jsonvalue.encode(secret, self.spec.fields)
         try:

@@ -27,6 +27,28 @@ class SsmParameter:
             raise TargetError(f"cannot read {self.description}: {describe_error(exc)}") from None
         return jsonvalue.decode(value["Parameter"]["Value"], self.spec.fields, self.description)
 
+    def find(self, key_id: str) -> AccessKeySecret | None:
+        """Looks through the parameter's history, newest version first."""
+        history = []
+        try:
+            pages = self._client.get_paginator("get_parameter_history").paginate(
+                Name=self.name, WithDecryption=True
+            )
+            for page in pages:
+                history.extend(page["Parameters"])
+        except AWS_ERRORS as exc:
+            if error_code(exc) == "ParameterNotFound":
+                return None
+            raise TargetError(f"cannot read {self.description}: {describe_error(exc)}") from None
+        for entry in sorted(history, key=lambda p: p.get("Version", 0), reverse=True):
+            try:
+                found = jsonvalue.decode(entry["Value"], self.spec.fields, "")
+            except TargetError:
+                continue
+            if found.access_key_id == key_id:
+                return found
+        return None
+
     def write(self, secret: AccessKeySecret) -> None:
         params: dict[str, Any] = {
             "Name": self.name,

@@ -1,0 +1,118 @@
+"""The github-actions-secret target: write-only, two sealed secrets per write."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import boto3
+import pytest
+
+from controller.aws import AwsSessions
+from controller.errors import TargetError
+from controller.github import GitHubClient
+from controller.policy import GithubActionsSecretTarget, Policy, Source, UserSelection
+from controller.secret import AccessKeySecret
+from controller.targets import bind, reading
+from controller.targets.github import GithubActionsSecret
+from tests.github_standin import GitHubStandIn, run_standin
+
+SECRET = AccessKeySecret("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+
+
+@pytest.fixture
+def github() -> Iterator[GitHubStandIn]:
+    yield from run_standin()
+
+
+def render(text: str) -> str:
+    return text.replace("{user}", "alice").replace("{policy}", "ci").replace("{account}", "1234")
+
+
+def target(github: GitHubStandIn, spec: GithubActionsSecretTarget) -> GithubActionsSecret:
+    return GithubActionsSecret(spec, render, lambda: GitHubClient(github.url, github.token))
+
+
+def test_description_names_repository_environment_and_secret() -> None:
+    spec = GithubActionsSecretTarget(
+        repository="acme/{user}-web",
+        environment="prod",
+        secret_access_key_name="AWS_SECRET_ACCESS_KEY_{policy}",
+    )
+    bound = GithubActionsSecret(spec, render)
+    assert bound.description == (
+        "github-actions-secret acme/alice-web environment prod AWS_SECRET_ACCESS_KEY_ci"
+    )
+    plain = GithubActionsSecret(GithubActionsSecretTarget(repository="acme/web"), render)
+    assert plain.description == "github-actions-secret acme/web AWS_SECRET_ACCESS_KEY"
+
+
+def test_is_write_only() -> None:
+    bound = GithubActionsSecret(GithubActionsSecretTarget(repository="acme/web"), render)
+    assert bound.readable is False
+    with pytest.raises(TargetError, match="write-only"):
+        bound.read()
+    assert reading(bound).readable is False
+
+
+def test_write_stores_both_halves_of_the_key(github: GitHubStandIn) -> None:
+    spec = GithubActionsSecretTarget(
+        repository="acme/{user}",
+        access_key_id_name="{user}_KEY_ID",
+        secret_access_key_name="{user}_SECRET",
+    )
+    target(github, spec).write(SECRET)
+    assert github.secret("acme/alice", "alice_KEY_ID") == SECRET.access_key_id
+    assert github.secret("acme/alice", "ALICE_SECRET") == SECRET.secret_access_key
+    # One public-key fetch serves both PUTs.
+    assert [r.method for r in github.requests] == ["GET", "PUT", "PUT"]
+
+
+def test_write_to_an_environment(github: GitHubStandIn) -> None:
+    github.add_environment("acme/web", "prod")
+    spec = GithubActionsSecretTarget(repository="acme/web", environment="prod")
+    target(github, spec).write(SECRET)
+    assert github.secret("acme/web", "AWS_ACCESS_KEY_ID", "prod") == SECRET.access_key_id
+    assert github.secret("acme/web", "AWS_SECRET_ACCESS_KEY", "prod") == SECRET.secret_access_key
+    assert github.secret("acme/web", "AWS_ACCESS_KEY_ID") is None
+
+
+def test_rewrite_replaces_the_values(github: GitHubStandIn) -> None:
+    bound = target(github, GithubActionsSecretTarget(repository="acme/web"))
+    bound.write(SECRET)
+    bound.write(AccessKeySecret("AKIANEWKEY0000000000", "new-secret"))
+    assert github.secret("acme/web", "AWS_ACCESS_KEY_ID") == "AKIANEWKEY0000000000"
+    assert github.secret("acme/web", "AWS_SECRET_ACCESS_KEY") == "new-secret"
+    assert github.secret_writes("acme/web", "AWS_SECRET_ACCESS_KEY") == 2
+
+
+def test_failure_is_a_target_error_without_the_secret(github: GitHubStandIn) -> None:
+    spec = GithubActionsSecretTarget(repository="acme/web", environment="missing")
+    with pytest.raises(TargetError) as caught:
+        target(github, spec).write(SECRET)
+    message = str(caught.value)
+    assert message.startswith("cannot write github-actions-secret acme/web environment missing")
+    assert "404" in message
+    assert SECRET.secret_access_key not in message
+
+
+def test_bind_makes_a_client_from_the_environment_on_first_write(
+    github: GitHubStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    spec = GithubActionsSecretTarget(repository="acme/{user}")
+    policy = Policy(
+        name="ci",
+        source=Source("policies/ci.yaml"),
+        users=UserSelection(names=("alice",)),
+        max_key_age=timedelta(days=90),
+        targets=(spec,),
+    )
+    sessions = AwsSessions(boto3.Session(region_name="us-east-1"))
+    bound = bind(spec, policy, "alice", "123456789012", sessions)
+    assert bound.description == "github-actions-secret acme/alice AWS_SECRET_ACCESS_KEY"
+    assert github.requests == []  # binding alone talks to nobody
+    monkeypatch.setenv("GITHUB_API_URL", github.url)
+    monkeypatch.setenv("GITHUB_TOKEN", github.token)
+    bound.write(SECRET)
+    assert github.secret("acme/alice", "AWS_SECRET_ACCESS_KEY") == SECRET.secret_access_key
