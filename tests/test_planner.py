@@ -529,3 +529,134 @@ def test_an_unobservable_policy_plans_nothing_and_says_why() -> None:
     result: Plan = plan([policy()], {"ci": obs}, {}, T0)
     assert result.actions == ()
     assert [f.kind for f in result.findings] == [FindingKind.BLOCKED]
+
+
+# --- verification, rollback and resume -----------------------------------------------------------
+
+SMOKE = CommandCheck(("./smoke.sh",))
+
+
+def in_grace(**changes: object) -> tuple[list[ObservedKey], UserStatus]:
+    at = T0 + 82 * DAY
+    keys = [key(OLD, T0, "Inactive"), key(NEW, T0 + 80 * DAY, used=T0 + 81 * DAY)]
+    return keys, replace(deactivated(at), **changes)  # type: ignore[arg-type]
+
+
+def test_a_failing_check_in_the_grace_period_reactivates_the_old_key() -> None:
+    keys, prior = in_grace()
+    external = {("ci", "bot"): {1: CheckResult("command", False, "exit 1: 502 from app")}}
+    up = decide(
+        keys,
+        now=T0 + 83 * DAY,
+        prior=prior,
+        targets=held(NEW, NEW),
+        pol=policy(checks=(NewKeyUsedCheck(), SMOKE)),
+        external=external,
+    )
+    assert kinds(up) == [ActionKind.REACTIVATE_KEY]
+    assert up.actions[0].key == OLD and "502 from app" in up.actions[0].reason
+
+
+def test_checks_that_have_not_run_never_trigger_a_rollback_but_ask_to_be_run() -> None:
+    keys, prior = in_grace()
+    up = decide(
+        keys,
+        now=T0 + 83 * DAY,
+        prior=prior,
+        targets=held(NEW, NEW),
+        pol=policy(checks=(NewKeyUsedCheck(), SMOKE)),
+    )
+    assert kinds(up) == []
+    assert up.needs_checks
+
+
+def test_a_rollback_is_recorded_as_rolled_back_with_what_happened_to_the_targets() -> None:
+    keys, prior = in_grace()
+    external = {("ci", "bot"): {1: CheckResult("command", False, "exit 1")}}
+    pol = policy(checks=(NewKeyUsedCheck(), SMOKE))
+    up = decide(
+        keys, now=T0 + 83 * DAY, prior=prior, targets=held(NEW, NEW), pol=pol, external=external
+    )
+    assert up.status is not None
+    after = record_success(
+        pol,
+        up.status,
+        up.actions[0],
+        Outcome(OLD, note="every target holds the old key again"),
+        T0 + 83 * DAY,
+    )
+    assert after.phase == Phase.ROLLED_BACK
+    assert "command check failed: exit 1" in after.message
+    assert "every target holds the old key again" in after.message
+
+
+def rolled_back(**changes: object) -> UserStatus:
+    return rotating(
+        T0 + 80 * DAY,
+        phase=Phase.ROLLED_BACK,
+        rolled_back_at=T0 + 83 * DAY,
+        message="command check failed: exit 1",
+        **changes,
+    )
+
+
+def test_a_rolled_back_rotation_is_not_retried_without_a_person() -> None:
+    keys = [key(OLD, T0), key(NEW, T0 + 80 * DAY)]
+    up = decide(keys, now=T0 + 90 * DAY, prior=rolled_back(), targets=held(OLD, OLD))
+    assert kinds(up) == []
+    assert up.status is not None and up.status.phase == Phase.ROLLED_BACK
+    assert any("keyrotor resume --policy ci --user bot" in f.message for f in up.findings)
+
+
+def test_a_resumed_rotation_stores_the_new_key_again() -> None:
+    keys = [key(OLD, T0), key(NEW, T0 + 80 * DAY)]
+    up = decide(
+        keys, now=T0 + 90 * DAY, prior=rolled_back(resumed_at=T0 + 89 * DAY), targets=held(OLD, OLD)
+    )
+    assert kinds(up) == [ActionKind.STORE_KEY]
+    assert up.actions[0].key == NEW
+
+
+def test_a_resumed_rotation_whose_targets_hold_the_new_key_awaits_use_again() -> None:
+    keys = [key(OLD, T0), key(NEW, T0 + 80 * DAY)]
+    up = decide(
+        keys, now=T0 + 90 * DAY, prior=rolled_back(resumed_at=T0 + 89 * DAY), targets=held(NEW, NEW)
+    )
+    assert up.status is not None
+    assert (up.status.phase, up.status.stored_at) == (Phase.AWAITING_USE, T0 + 89 * DAY)
+
+
+def test_on_overdue_deactivate_deactivates_an_overdue_old_key_without_the_gates() -> None:
+    stored = T0 + 88 * DAY
+    keys = [key(OLD, T0), key(NEW, stored)]
+    up = decide(
+        keys,
+        now=T0 + 91 * DAY,
+        prior=rotating(stored),
+        targets=held(NEW, NEW),
+        pol=policy(on_overdue="deactivate"),
+    )
+    assert kinds(up) == [ActionKind.DEACTIVATE_KEY]
+    assert up.actions[0].reason.startswith("OVERDUE:")
+
+
+def test_on_overdue_report_only_reports_an_overdue_old_key() -> None:
+    stored = T0 + 88 * DAY
+    keys = [key(OLD, T0), key(NEW, stored)]
+    up = decide(keys, now=T0 + 91 * DAY, prior=rotating(stored), targets=held(NEW, NEW))
+    assert kinds(up) == []
+    assert {FindingKind.OVERDUE, FindingKind.WAITING} <= finding_kinds(up)
+
+
+def test_check_results_are_recorded_and_keep_their_since_while_unchanged() -> None:
+    stored = T0 + 80 * DAY
+    first = decide(both(), now=stored + DAY, prior=rotating(stored), targets=held(NEW, NEW))
+    assert first.status is not None
+    (recorded,) = first.status.checks
+    assert (recorded.check, recorded.passed, recorded.since) == (
+        "new-key-used",
+        False,
+        stored + DAY,
+    )
+    later = decide(both(), now=stored + 2 * DAY, prior=first.status, targets=held(NEW, NEW))
+    assert later.status is not None and later.status.checks == first.status.checks
