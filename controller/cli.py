@@ -115,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-push", action="store_true", help="commit but do not push")
     p.set_defaults(handler="controller.commands.resume:run")
 
+    p = subs.add_parser(
+        "reconcile", help="apply, keep approval pull requests and issues in step (for CI)"
+    )
+    _common(p)
+    p.add_argument("--no-push", action="store_true", help="commit status but do not push it")
+    p.set_defaults(handler="controller.commands.reconcile:run")
+
     p = subs.add_parser("status", help="where each user's rotation stands, from status/*.yaml")
     _common(p)
     p.add_argument("--format", choices=("text", "json"), default="text")

@@ -15,13 +15,15 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
 
+from controller.approvals import approvals_path
+from controller.approvals import dump as dump_approvals
 from controller.aws import AWS_ERRORS, CLIENT_CONFIG, AwsSessions, describe_error, error_code
 from controller.errors import KeyrotorError
 from controller.gitops.repo import StatusRepo
@@ -114,9 +116,18 @@ class Executor:
                 self.echo(f"{pp.policy.name}: {action.kind} for {action.user} FAILED: {error}")
                 break
         result.results.extend(done)
-        if not status.same_content(pp.previous):
+        approvals = {
+            user: a for user, a in pp.approvals.items()
+            if not any(r.ok and r.action.kind == ActionKind.DELETE_KEY and r.action.user == user
+                       and r.action.key == a.old_key for r in done)
+        }  # fmt: skip
+        changes: dict[str, str | None] = {}
+        if approvals != pp.approvals:
+            changes[approvals_path(pp.policy.name)] = dump_approvals(pp.policy.name, approvals)
+        if changes or not status.same_content(pp.previous):
             status = replace(status, last_reconciled=self.now)
-            sha = self._commit_status(pp.policy, status, done)
+            changes[status_path(pp.policy.name)] = dump(status)
+            sha = self._commit_status(pp.policy, status, done, changes)
             if sha:
                 result.commits.append(sha)
             if self.push:
@@ -153,7 +164,11 @@ class Executor:
         return status
 
     def _commit_status(
-        self, policy: Policy, status: PolicyStatus, done: Sequence[ActionResult]
+        self,
+        policy: Policy,
+        status: PolicyStatus,
+        done: Sequence[ActionResult],
+        changes: Mapping[str, str | None],
     ) -> str | None:
         ok = [r for r in done if r.ok]
         phrases = [_phrase(r.action) for r in ok] or ["record status"]
@@ -165,7 +180,7 @@ class Executor:
         trailers += [("Keyrotor-Step", f"{r.action.user} {r.action.kind} {_key(r)}") for r in ok]
         trailers.append(("Keyrotor-Run", self.run))
         return self.repo.commit(
-            {status_path(policy.name): dump(status)},
+            changes,
             f"keyrotor({policy.name}): {', '.join(phrases)}",
             body or [f"Status of {len(status.users)} user(s) recorded; no key changed."],
             trailers,

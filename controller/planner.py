@@ -11,12 +11,13 @@ harmless: the next run sees the new IAM state and carries on from there.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from controller import checks
+from controller.approvals import Approval, key_digest
 from controller.durations import format_duration
 from controller.inventory import ObservedKey, ObservedUser, PolicyObservation, TargetReading
 from controller.policy import Policy
@@ -94,6 +95,8 @@ class UserPlan:
     # The decision reached a gate that command/http checks decide, and their results were not
     # given: the shell runs them and plans again (the planner itself never runs anything).
     needs_checks: bool = False
+    # For a pull-request policy: the approval a merged pull request would have to carry.
+    proposal: Approval | None = None
 
     @property
     def phase(self) -> Phase | None:
@@ -106,6 +109,7 @@ class PolicyPlan:
     users: tuple[UserPlan, ...]
     previous: PolicyStatus
     findings: tuple[Finding, ...] = ()
+    approvals: Mapping[str, Approval] = field(default_factory=dict)
 
     @property
     def status(self) -> PolicyStatus:
@@ -198,19 +202,21 @@ def plan(
     statuses: Mapping[str, PolicyStatus],
     now: datetime,
     *,
-    approved: Collection[tuple[str, str, str]] = frozenset(),
+    approvals: Mapping[tuple[str, str], Approval] | None = None,
     external: Mapping[tuple[str, str], checks.ExternalResults] | None = None,
 ) -> Plan:
     """Decide what to do for every user of every policy.
 
-    `approved` holds (policy, user, old key id) for pull-request policies whose rotation a person
-    approved; `external` holds results of command/http checks per (policy, user).
+    `approvals` holds what merged pull requests approved, per (policy, user); `external` holds
+    results of command/http checks per (policy, user).
     """
     plans = []
     for policy in policies:
         previous = statuses.get(policy.name) or PolicyStatus(policy=policy.name)
         observation = observed.get(policy.name) or PolicyObservation(policy=policy.name)
-        plans.append(_plan_policy(policy, observation, previous, now, approved, external or {}))
+        plans.append(
+            _plan_policy(policy, observation, previous, now, approvals or {}, external or {})
+        )
     return Plan(now=now, policies=tuple(plans))
 
 
@@ -219,7 +225,7 @@ def _plan_policy(
     observation: PolicyObservation,
     previous: PolicyStatus,
     now: datetime,
-    approved: Collection[tuple[str, str, str]],
+    approvals: Mapping[tuple[str, str], Approval],
     external: Mapping[tuple[str, str], checks.ExternalResults],
 ) -> PolicyPlan:
     if observation.error:
@@ -243,18 +249,12 @@ def _plan_policy(
             observation.users[name],
             prior,
             now,
-            approved=(
-                policy.approval == "auto"
-                or (
-                    prior is not None
-                    and prior.old_key is not None
-                    and (policy.name, name, prior.old_key) in approved
-                )
-            ),
+            approval=approvals.get((policy.name, name)),
             external=external.get((policy.name, name), {}),
         )
         users.append(ctx.decide())
-    return PolicyPlan(policy, tuple(users), previous)
+    mine = {user: a for (name, user), a in approvals.items() if name == policy.name}
+    return PolicyPlan(policy, tuple(users), previous, approvals=mine)
 
 
 def _deselected(policy: Policy, name: str, prior: UserStatus | None) -> UserPlan:
@@ -284,11 +284,40 @@ class _Ctx:
     observed: ObservedUser | None
     prior: UserStatus | None
     now: datetime
-    approved: bool
+    approval: Approval | None
     external: checks.ExternalResults
     findings: list[Finding] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
     needs_checks: bool = False
+    proposal: Approval | None = None
+
+    # -- approval --
+    def may_start(self, old: ObservedKey) -> bool:
+        """Creating a successor needs an approval made for exactly the keys IAM shows now."""
+        if self.policy.approval == "auto":
+            return True
+        keys = self.observed.keys if self.observed else ()
+        digest = key_digest(keys)
+        self.proposal = Approval(self.policy.name, self.user, old.id, digest)
+        approval = self.approval
+        if approval is None:
+            return False
+        if approval.old_key == old.id and approval.digest == digest:
+            self.proposal = None
+            return True
+        self.find(
+            FindingKind.AWAITING_APPROVAL,
+            f"stale approval refused: it was for key {approval.old_key} with keys "
+            f"{approval.digest}, but IAM now shows {digest} for {old.id}; a fresh pull request "
+            "asks again",
+        )
+        return False
+
+    def may_continue(self, status: UserStatus) -> bool:
+        """A merged approval covers the whole rotation of the old key it names."""
+        if self.policy.approval == "auto":
+            return True
+        return self.approval is not None and self.approval.old_key == status.old_key
 
     # -- helpers --
     def find(self, kind: FindingKind, message: str) -> None:
@@ -307,6 +336,7 @@ class _Ctx:
             tuple(self.actions),
             tuple(self.findings),
             self.needs_checks,
+            self.proposal,
         )
 
     def evaluate_checks(
@@ -540,7 +570,7 @@ class _Ctx:
         if self.policy.suspend:
             self.find(FindingKind.WAITING, f"policy {self.policy.name} is suspended")
             return self.result(due)
-        if not self.approved:
+        if not self.may_start(old):
             self.find(
                 FindingKind.AWAITING_APPROVAL,
                 f"{message}; policy {self.policy.name} needs an approved pull request",
@@ -712,7 +742,7 @@ class _Ctx:
         """Suspension and approval hold a step that is otherwise due."""
         if self.policy.suspend:
             self.find(FindingKind.WAITING, f"policy {self.policy.name} is suspended; {kind} is due")
-        elif not self.approved:
+        elif not self.may_continue(status):
             self.find(
                 FindingKind.AWAITING_APPROVAL, f"{kind} of {key} needs an approved pull request"
             )

@@ -11,10 +11,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import controller.manifests as manifests
+from controller.approvals import Approval, read_approvals
+from controller.aws import AwsSessions
+from controller.checks import ExternalResults
 from controller.errors import KeyrotorError
 from controller.inventory import Inventory, PolicyObservation
-from controller.planner import Plan, plan
+from controller.planner import Plan, UserPlan, plan
 from controller.policy import Policy
+from controller.secret import AccessKeySecret
 from controller.status import STATUS_DIR, PolicyStatus, load, status_path
 
 
@@ -23,6 +27,7 @@ class Workspace:
     root: Path
     policies: tuple[Policy, ...]
     statuses: dict[str, PolicyStatus]
+    approvals: dict[tuple[str, str], Approval]
 
 
 def now_of(args: argparse.Namespace) -> datetime:
@@ -43,7 +48,10 @@ def open_workspace(repo: str | Path, only: list[str] | None = None) -> Workspace
         if unknown:
             raise KeyrotorError(f"no policy named {', '.join(unknown)} in {manifest_dir}")
         policies = [p for p in policies if p.name in only]
-    return Workspace(root, tuple(policies), read_statuses(root, policies))
+    names = [p.name for p in policies]
+    return Workspace(
+        root, tuple(policies), read_statuses(root, policies), read_approvals(root, names)
+    )
 
 
 def read_statuses(
@@ -68,9 +76,49 @@ def all_statuses(root: Path) -> list[PolicyStatus]:
     )
 
 
-def make_plan(ws: Workspace, inventory: Inventory, now: datetime) -> Plan:
+def make_plan(
+    ws: Workspace,
+    inventory: Inventory,
+    now: datetime,
+    *,
+    run_checks: bool = False,
+    sessions: AwsSessions | None = None,
+) -> Plan:
+    """Observe, plan, and with `run_checks` run the command/http checks the plan reached, then
+    plan again with their results: the planner stays pure, the checks run here at the edge.
+    `plan` never runs them (a check may do anything); `apply` and `reconcile` do."""
     observed: dict[str, PolicyObservation] = {}
     for policy in ws.policies:
         known = ws.statuses[policy.name].users if policy.name in ws.statuses else {}
         observed[policy.name] = inventory.observe(policy, known)
-    return plan(ws.policies, observed, ws.statuses, now)
+    first = plan(ws.policies, observed, ws.statuses, now, approvals=ws.approvals)
+    wanted = [(pp, up) for pp in first.policies for up in pp.users if up.needs_checks]
+    if not run_checks or not wanted:
+        return first
+    from controller.checks.runner import run_external_checks
+
+    external: dict[tuple[str, str], ExternalResults] = {}
+    for pp, up in wanted:
+        new_key = _new_key_secret(pp.policy, up, observed[pp.policy.name], sessions)
+        external[(pp.policy.name, up.user)] = run_external_checks(
+            pp.policy,
+            cwd=ws.root,
+            new_key=new_key,
+            secrets=[new_key.secret_access_key] if new_key else [],
+        )
+    return plan(ws.policies, observed, ws.statuses, now, approvals=ws.approvals, external=external)
+
+
+def _new_key_secret(
+    policy: Policy, up: UserPlan, observation: PolicyObservation, sessions: AwsSessions | None
+) -> AccessKeySecret | None:
+    """The new key's secret, for checks that run with it and to scrub it from their output."""
+    new_key = up.status.new_key if up.status else None
+    if sessions is None or new_key is None:
+        return None
+    from controller import targets
+
+    for target in targets.bind_all(policy, up.user, observation.account_id, sessions):
+        if target.readable and (secret := target.find(new_key)) is not None:
+            return secret
+    return None

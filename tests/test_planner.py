@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from controller.approvals import Approval, key_digest
 from controller.checks import CheckResult
 from controller.inventory import ObservedKey, ObservedUser, PolicyObservation, TargetReading
 from controller.planner import (
@@ -131,6 +132,15 @@ def test_a_pull_request_policy_waits_for_approval_instead_of_creating() -> None:
     assert FindingKind.AWAITING_APPROVAL in finding_kinds(up)
 
 
+def approval_for(*keys: ObservedKey, old: str = OLD) -> dict[tuple[str, str], Approval]:
+    return {("ci", "bot"): Approval("ci", "bot", old, key_digest(keys))}
+
+
+def test_a_pull_request_policy_proposes_an_approval_for_the_keys_it_sees() -> None:
+    up = decide([key(OLD, T0)], now=T0 + 80 * DAY, pol=policy(approval="pull-request"))
+    assert up.proposal == Approval("ci", "bot", OLD, key_digest([key(OLD, T0)]))
+
+
 def test_an_approved_pull_request_policy_creates_the_key() -> None:
     prior = UserStatus(Phase.AWAITING_APPROVAL, old_key=OLD)
     up = decide(
@@ -138,9 +148,50 @@ def test_an_approved_pull_request_policy_creates_the_key() -> None:
         now=T0 + 80 * DAY,
         prior=prior,
         pol=policy(approval="pull-request"),
-        approved={("ci", "bot", OLD)},
+        approvals=approval_for(key(OLD, T0)),
     )
     assert kinds(up) == [ActionKind.CREATE_KEY]
+    assert up.proposal is None
+
+
+def test_an_approval_planned_against_other_keys_is_refused_as_stale() -> None:
+    prior = UserStatus(Phase.AWAITING_APPROVAL, old_key=OLD)
+    up = decide(
+        [key(OLD, T0)],
+        now=T0 + 80 * DAY,
+        prior=prior,
+        pol=policy(approval="pull-request"),
+        approvals=approval_for(key(OLD, T0), key(OTHER, T0 + DAY)),
+    )
+    assert kinds(up) == []
+    assert any("stale approval refused" in f.message for f in up.findings)
+    assert up.proposal == Approval("ci", "bot", OLD, key_digest([key(OLD, T0)]))
+
+
+def test_an_approval_covers_the_rest_of_that_old_keys_rotation() -> None:
+    stored = T0 + 80 * DAY
+    up = decide(
+        both(used=stored + DAY),
+        now=stored + 2 * DAY,
+        prior=rotating(stored),
+        targets=held(NEW, NEW),
+        pol=policy(approval="pull-request"),
+        approvals=approval_for(key(OLD, T0)),
+    )
+    assert kinds(up) == [ActionKind.DEACTIVATE_KEY]
+
+
+def test_without_an_approval_an_in_flight_step_of_a_pull_request_policy_waits() -> None:
+    stored = T0 + 80 * DAY
+    up = decide(
+        both(used=stored + DAY),
+        now=stored + 2 * DAY,
+        prior=rotating(stored),
+        targets=held(NEW, NEW),
+        pol=policy(approval="pull-request"),
+    )
+    assert kinds(up) == []
+    assert FindingKind.AWAITING_APPROVAL in finding_kinds(up)
 
 
 def test_a_suspended_policy_plans_no_action() -> None:

@@ -28,7 +28,7 @@ def execute(
     with StatusRepo.open(repo_path) as repo:
         ws = open_workspace(repo.root, policies)
         sessions = AwsSessions()
-        plan = make_plan(ws, AwsInventory(sessions), now)
+        plan = make_plan(ws, AwsInventory(sessions), now, run_checks=True, sessions=sessions)
         result = Executor(sessions, repo, now=now, push=push, hook=hook).apply(plan)
     return plan, result
 

@@ -339,6 +339,82 @@ class StatusRepo:
         self._run("update-ref", "-m", "keyrotor: unpublished intent dropped", "HEAD", new, old)
         return True
 
+    # --- side branches (approval pull requests) --------------------------------------------------
+
+    def base_branch(self) -> tuple[str, str]:
+        """(remote, branch name) of the upstream, e.g. ("origin", "main"); GitError without one."""
+        up = self._upstream()
+        if up is None:
+            raise GitError(f"{self.root} has no upstream branch: approval pull requests need one")
+        return up.remote, up.merge.removeprefix("refs/heads/")
+
+    def fetch_branch(self, branch: str) -> str | None:
+        """The remote's `branch` as it is now (None when it does not exist there)."""
+        remote, _ = self.base_branch()
+        status, out, err = self._run(
+            "ls-remote",
+            "--heads",
+            "--",
+            remote,
+            f"refs/heads/{branch}",
+            env=_NO_PROMPT,
+            check=False,
+        )
+        if status != 0:
+            raise GitError(f"cannot list {remote}/{branch}: {_summary(err)}")
+        if not out.strip():
+            return None
+        sha = out.split()[0]
+        self._run("fetch", "--no-tags", "--", remote, f"refs/heads/{branch}", env=_NO_PROMPT)
+        return sha
+
+    def authors_between(self, base: str, tip: str) -> list[str]:
+        """Author emails of the commits on `tip` that `base` lacks, newest first."""
+        out = self._out("log", "--format=%ae", f"{base}..{tip}", "--")
+        return [line for line in out.splitlines() if line]
+
+    def own_email(self) -> str:
+        env = {**os.environ, **self._identity_env()}
+        return self._out("var", "GIT_AUTHOR_IDENT", env=env).rsplit("<", 1)[-1].split(">")[0]
+
+    def commit_on(
+        self,
+        base: str,
+        files: Mapping[str, str],
+        subject: str,
+        body: Sequence[str] = (),
+        trailers: Sequence[tuple[str, str]] = (),
+    ) -> str:
+        """A commit of `files` on top of `base`, made without touching the working tree or HEAD."""
+        message = build_message(subject, body, trailers)
+        with tempfile.TemporaryDirectory(prefix="keyrotor-") as tmp:
+            index_env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            self._run("read-tree", base, env=index_env)
+            for rel, content in files.items():
+                blob_file = Path(tmp) / "blob"
+                blob_file.write_text(content, encoding="utf-8")
+                blob = self._out("hash-object", "-w", "--", str(blob_file))
+                self._run(
+                    "update-index", "--add", "--cacheinfo", f"100644,{blob},{_check_rel(rel)}",
+                    env=index_env,
+                )  # fmt: skip
+            tree = self._out("write-tree", env=index_env)
+            message_file = Path(tmp) / "message"
+            message_file.write_text(message, encoding="utf-8")
+            return self._out(
+                "commit-tree", tree, "-p", base, "-F", str(message_file), env=self._identity_env()
+            )
+
+    def push_branch(self, sha: str, branch: str, expected: str | None) -> None:
+        """Point the remote's `branch` at `sha`, only if it is still at `expected` (a lease)."""
+        remote, _ = self.base_branch()
+        lease = f"--force-with-lease=refs/heads/{branch}:{expected or ''}"
+        status, out, err = self._run(
+            "push", lease, "--", remote, f"{sha}:refs/heads/{branch}", env=_NO_PROMPT, check=False
+        )
+        if status != 0:
+            raise GitError(f"cannot push {branch} to {remote}: {_summary(err or out)}")
+
     def push_intent(self) -> None:
         """Publish the intent commit before anything touches AWS.
 
