@@ -29,7 +29,7 @@ from controller.errors import KeyrotorError
 from controller.gitops.repo import StatusRepo
 from controller.planner import Action, ActionKind, Outcome, Plan, PolicyPlan, record_success
 from controller.policy import Policy
-from controller.secret import AccessKeySecret
+from controller.secret import AccessKeySecret, mask
 from controller.status import PolicyStatus, dump, status_path
 from controller.targets import BoundTarget, bind_all
 
@@ -243,6 +243,7 @@ class Executor:
             "AccessKey"
         ]
         secret = AccessKeySecret(created["AccessKeyId"], created["SecretAccessKey"])
+        mask(secret)
         self_used_at = self._verify(policy, iam, action.user, secret)
         for target in targets:
             self._write(target, secret)
@@ -302,6 +303,7 @@ class Executor:
         """The secret of `key_id` from any readable target, current value or history."""
         for target in targets:
             if target.readable and (secret := target.find(key_id)) is not None:
+                mask(secret)
                 return secret
         return None
 

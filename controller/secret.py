@@ -6,6 +6,8 @@ or a plan by accident; code that needs the secret asks for `.secret_access_key` 
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
 
 
@@ -16,3 +18,13 @@ class AccessKeySecret:
 
     def __str__(self) -> str:
         return f"access key {self.access_key_id}"
+
+
+def mask(secret: AccessKeySecret) -> None:
+    """In GitHub Actions, tell the runner to mask the secret in every later line of the log.
+
+    This one line necessarily carries the secret; the runner consumes it and never shows it.
+    """
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        sys.stdout.write(f"::add-mask::{secret.secret_access_key}\n")
+        sys.stdout.flush()

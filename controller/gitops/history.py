@@ -66,16 +66,53 @@ def read_history(
     try:
         if ref == "HEAD" and run_git(repo, "rev-parse", "-q", "--verify", "HEAD^{commit}")[0]:
             return []
-        status, out, err = run_git(
-            repo, "log", "-z", "--no-show-signature", "--no-color",
-            "--regexp-ignore-case", "--fixed-strings", f"--grep={POLICY_TRAILER}",
-            f"--format={_FORMAT}", "--end-of-options", ref, "--",
-        )  # fmt: skip
+        status, out, err = _log(repo, ref)
+        if status != 0:
+            raise GitError(f"cannot read history of {ref} in {root}: {redact(err.strip())}")
+        entries = _entries(out, set(users), set(policies))
+        entries += _approvals(repo, ref, set(users), set(policies))
     finally:
         repo.close()
-    if status != 0:
-        raise GitError(f"cannot read history of {ref} in {root}: {redact(err.strip())}")
-    wanted_users, wanted_policies = set(users), set(policies)
+    # Newest first; the sort is stable, so steps of one commit keep their order.
+    return sorted(entries, key=lambda e: e.time, reverse=True)
+
+
+def _log(repo: Any, *revisions: str) -> tuple[int, str, str]:
+    return run_git(
+        repo, "log", "-z", "--no-show-signature", "--no-color",
+        "--regexp-ignore-case", "--fixed-strings", f"--grep={POLICY_TRAILER}",
+        f"--format={_FORMAT}", "--end-of-options", *revisions, "--",
+    )  # fmt: skip
+
+
+def _approvals(
+    repo: Any, ref: str, wanted_users: set[str], wanted_policies: set[str]
+) -> list[HistoryEntry]:
+    """A merge that brings in keyrotor's `propose` steps is the approval: its author approved."""
+    status, out, _ = run_git(
+        repo, "log", "-z", "--merges", "--format=%H%x1f%cI%x1f%an <%ae>%x1f%s%x1f%P",
+        "--end-of-options", ref, "--",
+    )  # fmt: skip
+    approvals: list[HistoryEntry] = []
+    for record in out.split("\0") if status == 0 else ():
+        fields = record.strip("\n").split(_FIELD)
+        if len(fields) != 5 or len(fields[4].split()) < 2:
+            continue
+        sha, committed, author, subject, parents = fields
+        first, second = parents.split()[:2]
+        status, branch_log, _ = _log(repo, second, f"^{first}")
+        if status != 0:
+            continue
+        for step in _entries(branch_log, wanted_users, wanted_policies):
+            if step.action == "propose":
+                approvals.append(
+                    HistoryEntry(sha, datetime.fromisoformat(committed), author, step.policy,
+                                 step.user, "approve", step.key, subject)
+                )  # fmt: skip
+    return approvals
+
+
+def _entries(out: str, wanted_users: set[str], wanted_policies: set[str]) -> list[HistoryEntry]:
     entries: list[HistoryEntry] = []
     for record in out.split("\0"):
         fields = record.strip("\n").split(_FIELD)
