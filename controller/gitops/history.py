@@ -69,8 +69,9 @@ def read_history(
         status, out, err = _log(repo, ref)
         if status != 0:
             raise GitError(f"cannot read history of {ref} in {root}: {redact(err.strip())}")
-        entries = _entries(out, set(users), set(policies))
-        entries += _approvals(repo, ref, set(users), set(policies))
+        # A merge is newer than the steps it brings in, also within one second: list it first.
+        entries = _approvals(repo, ref, set(users), set(policies))
+        entries += _entries(out, set(users), set(policies))
     finally:
         repo.close()
     # Newest first; the sort is stable, so steps of one commit keep their order.
