@@ -7,7 +7,7 @@ from each JSON path to its line and column is recorded.
 
 The schema (`schemas/rotation-policy.schema.json`, shipped as `controller/schemas/`) holds every
 structural rule; this module adds only what a schema cannot say: unique names across files, the
-order of durations, and the placeholders of target names.
+order of durations, the placeholders of target names, and valid cron schedules and time zones.
 """
 
 from __future__ import annotations
@@ -55,7 +55,10 @@ from controller.policy import (
     SsmParameterTarget,
     Target,
     UserSelection,
+    Window,
+    WindowKind,
 )
+from controller.windows import schedule_problem, time_zone_problem
 
 __all__ = [
     "MANIFEST_SUFFIXES",
@@ -327,6 +330,10 @@ _DEF_MESSAGES = {
         "AWS_ACCESS_KEY_ID",
     ),
     "httpUrl": ("an http(s) URL", "write an absolute URL, e.g. https://app.example.com/healthz"),
+    "cronSchedule": (
+        "a cron schedule",
+        "write five fields: minute hour day-of-month month day-of-week, e.g. '0 2 * * 6'",
+    ),
 }
 
 _DISCRIMINATED = {"targets": "target", "checks": "check"}
@@ -433,6 +440,12 @@ def _report_schema_error(error: Any, doc: _Document) -> None:
                 path,
                 f"{where}must not be empty; list at least one check, or leave checks "
                 "out to use the default (new-key-used)",
+            )
+        elif path and path[-1] == "windows":
+            doc.at(
+                path,
+                f"{where}must not be empty; list at least one window, or leave windows "
+                "out to allow deactivation and deletion at any time",
             )
         else:
             noun = {"targets": "target", "names": "user name", "run": "program"}.get(
@@ -548,6 +561,15 @@ def _check(raw: Mapping[str, Any]) -> Check:
     return HttpCheck(url=raw["url"], **kwargs)
 
 
+def _window(raw: Mapping[str, Any]) -> Window:
+    return Window(
+        kind=cast(WindowKind, raw["kind"]),
+        schedule=raw["schedule"],
+        duration=_duration(raw["duration"]),
+        time_zone=raw.get("timeZone", "UTC"),
+    )
+
+
 def _policy(doc: _Document, generation: str) -> Policy:
     value = doc.value
     spec = value["spec"]
@@ -564,6 +586,8 @@ def _policy(doc: _Document, generation: str) -> Policy:
             kwargs[attr] = _duration(spec[key])
     if "checks" in spec:
         kwargs["checks"] = tuple(_check(c) for c in spec["checks"])
+    if "windows" in spec:
+        kwargs["windows"] = tuple(_window(w) for w in spec["windows"])
     return Policy(
         name=value["metadata"]["name"],
         source=Source(doc.path, *doc.values[()]),
@@ -718,6 +742,30 @@ def _check_users(doc: _Document, policy: Policy) -> None:
             )
 
 
+def _check_windows(doc: _Document, policy: Policy) -> None:
+    for index, window in enumerate(policy.windows):
+        base: JsonPath = ("spec", "windows", index)
+        problem = schedule_problem(window.schedule)
+        if problem:
+            path = (*base, "schedule")
+            doc.at(
+                path,
+                f"{render_path(path)}: {window.schedule!r} is not a valid cron schedule: {problem}",
+            )
+        problem = time_zone_problem(window.time_zone)
+        if problem:
+            path = (*base, "timeZone")
+            doc.at(path, f"{render_path(path)}: {problem}")
+        if window.duration <= timedelta(0):
+            path = (*base, "duration")
+            raw = doc.value["spec"]["windows"][index]["duration"]
+            doc.at(
+                path,
+                f"{render_path(path)}: a window of {raw} is never open; give a positive "
+                "duration, e.g. 2h",
+            )
+
+
 # --- files to documents ------------------------------------------------------------------------
 
 
@@ -851,6 +899,7 @@ def _check_document(doc: _Document, generation: str) -> _Candidate:
     _check_durations(doc, policy)
     _check_targets(doc, policy)
     _check_users(doc, policy)
+    _check_windows(doc, policy)
     if not doc.diagnostics:
         candidate.policy = policy
     return candidate

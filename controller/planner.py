@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from controller import checks
+from controller import checks, windows
 from controller.approvals import Approval, key_digest
 from controller.durations import format_duration
 from controller.inventory import ObservedKey, ObservedUser, PolicyObservation, TargetReading
@@ -739,7 +739,17 @@ class _Ctx:
         return self.result(status)
 
     def _gated(self, status: UserStatus, kind: ActionKind, key: str, reason: str) -> UserPlan:
-        """Suspension and approval hold a step that is otherwise due."""
+        """Suspension, approval and maintenance windows hold a disruptive step that is due.
+
+        Creation is not disruptive and rollback must never wait, so neither comes through here.
+        """
+        if self.policy.windows and not windows.is_open(self.policy.windows, self.now):
+            opens = windows.next_opening(self.policy.windows, self.now)
+            self.find(
+                FindingKind.WAITING,
+                f"{kind} of {key} is due but " + windows.describe(self.policy.windows, self.now),
+            )
+            return self.result(replace(status, next_at=opens or status.next_at))
         if self.policy.suspend:
             self.find(FindingKind.WAITING, f"policy {self.policy.name} is suspended; {kind} is due")
         elif not self.may_continue(status):

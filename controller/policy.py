@@ -21,6 +21,7 @@ DEFAULT_DELETE_AFTER = timedelta(days=7)
 
 Approval = Literal["auto", "pull-request"]
 OnOverdue = Literal["report", "deactivate"]
+WindowKind = Literal["allow", "deny"]
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,21 @@ Check = NewKeyUsedCheck | OldKeyIdleCheck | CommandCheck | HttpCheck
 
 
 @dataclass(frozen=True)
+class Window:
+    """A maintenance window: opens at each fire time of `schedule` (a 5-field cron expression,
+    read in `time_zone`, an IANA name) and stays open for `duration` of elapsed time.
+
+    `allow` windows are the only times disruptive steps may run (when there is at least one);
+    `deny` windows are times they never run, and win over `allow`. See `controller.windows`.
+    """
+
+    kind: WindowKind
+    schedule: str
+    duration: timedelta
+    time_zone: str = "UTC"
+
+
+@dataclass(frozen=True)
 class Policy:
     """One validated RotationPolicy document."""
 
@@ -159,6 +175,8 @@ class Policy:
     approval: Approval = "pull-request"
     on_overdue: OnOverdue = "report"
     suspend: bool = False
+    # When disruptive steps may run; empty means at any time (see `controller.windows`).
+    windows: tuple[Window, ...] = ()
     # Git blob id of the manifest file's content: status records which version was reconciled.
     generation: str = ""
 

@@ -39,6 +39,7 @@ from controller.policy import (
     Source,
     SsmParameterTarget,
     UserSelection,
+    Window,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,6 +212,7 @@ def test_defaults_are_applied(tmp_path: Path) -> None:
     assert policy.approval == "pull-request"
     assert policy.on_overdue == "report"
     assert policy.suspend is False
+    assert policy.windows == ()
     assert policy.users.names == ("deploy-bot",)
     assert not policy.users.has_selector
     assert not policy.users.may_select_many
@@ -250,6 +252,8 @@ def test_schema_defaults_match_the_model() -> None:
     names = defs["githubActionsSecretTarget"]["properties"]["names"]["properties"]
     assert names["accessKeyId"]["default"] == github.access_key_id_name
     assert names["secretAccessKey"]["default"] == github.secret_access_key_name
+    window = Window("allow", "0 2 * * *", timedelta(hours=1))
+    assert defs["window"]["properties"]["timeZone"]["default"] == window.time_zone
     fields = defs["jsonFields"]["properties"]
     assert fields["accessKeyId"]["default"] == JsonFields().access_key_id
     assert fields["secretAccessKey"]["default"] == JsonFields().secret_access_key
@@ -320,6 +324,52 @@ spec:
     assert (policy.approval, policy.on_overdue, policy.suspend) == ("auto", "deactivate", True)
 
 
+def test_windows_map_to_their_dataclass(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        "  windows:\n"
+        "    - {kind: allow, schedule: '30 2 * * 1-5', duration: 2h, timeZone: Europe/Berlin}\n"
+        "    - {kind: deny, schedule: '0 0 24 12 *', duration: 3d}\n"
+        "    - {kind: allow, schedule: '*/15 * * * sun', duration: 90s, timeZone: Etc/UTC}\n"
+    )
+    [policy] = _load(tmp_path, text)
+    assert policy.windows == (
+        Window("allow", "30 2 * * 1-5", timedelta(hours=2), "Europe/Berlin"),
+        Window("deny", "0 0 24 12 *", timedelta(days=3), "UTC"),
+        Window("allow", "*/15 * * * sun", timedelta(seconds=90), "Etc/UTC"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("schedule", "problem"),
+    [
+        ("0 24 * * *", "invalid hour '24'; use values 0-23"),
+        ("0 2 * 13 *", "invalid month '13'; use values 1-12 or JAN-DEC"),
+        ("0 2 0 * *", "invalid day-of-month '0'; use values 1-31 or L"),
+        ("5-1 2 * * *", "invalid minute '5-1'; use values 0-59"),
+        ("0 0 31 4,6 *", "no month it names has that day of the month, so it never fires"),
+    ],
+)
+def test_cron_schedules_are_checked_by_the_cron_parser(
+    tmp_path: Path, schedule: str, problem: str
+) -> None:
+    text = MINIMAL + f"  windows:\n    - {{kind: allow, schedule: '{schedule}', duration: 1h}}\n"
+    [message] = _problems(tmp_path, text)
+    assert message.startswith(
+        f"12:31: spec.windows[0].schedule: {schedule!r} is not a valid cron schedule: {problem}"
+    )
+
+
+def test_localtime_is_not_a_time_zone(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        "  windows:\n"
+        "    - {kind: allow, schedule: '0 2 * * *', duration: 1h, timeZone: localtime}\n"
+    )
+    assert _problems(tmp_path, text) == [
+        "12:68: spec.windows[0].timeZone: unknown time zone 'localtime'; use an IANA name such as "
+        "Europe/Berlin, America/New_York or UTC"
+    ]
+
+
 def test_source_and_generation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     Path("policies").mkdir()
@@ -359,6 +409,7 @@ def test_examples_load() -> None:
     assert by_name["ci-deployers"].users.has_selector
     assert any(t.type == "github-actions-secret" for t in by_name["ci-deployers"].targets)
     assert by_name["nightly-backup"].source.path == by_name["metrics-export"].source.path
+    assert [w.kind for w in by_name["service-bots"].windows] == ["allow", "deny"]
 
 
 # --- discovery and paths -----------------------------------------------------------------------

@@ -26,6 +26,7 @@ from controller.policy import (
     Source,
     SsmParameterTarget,
     UserSelection,
+    Window,
 )
 from controller.status import Phase, PolicyStatus, UserStatus
 
@@ -711,3 +712,52 @@ def test_check_results_are_recorded_and_keep_their_since_while_unchanged() -> No
     )
     later = decide(both(), now=stored + 2 * DAY, prior=first.status, targets=held(NEW, NEW))
     assert later.status is not None and later.status.checks == first.status.checks
+
+
+# --- maintenance windows -----------------------------------------------------------------------
+
+WEEKEND_NIGHTS = Window("allow", "0 2 * * 6", timedelta(hours=2), "Europe/Berlin")
+
+
+def test_deactivation_outside_an_allow_window_waits_for_the_next_opening() -> None:
+    stored = T0 + 80 * DAY  # 2026-03-22, a Sunday
+    now = stored + 2 * DAY
+    up = decide(
+        both(used=stored + DAY),
+        now=now,
+        prior=rotating(stored),
+        targets=held(NEW, NEW),
+        pol=policy(windows=(WEEKEND_NIGHTS,)),
+    )
+    assert kinds(up) == []
+    assert up.status is not None
+    assert up.status.next_at == datetime(2026, 3, 28, 1, 0, tzinfo=UTC)  # 02:00 CET
+    assert any("outside maintenance windows" in f.message for f in up.findings)
+
+
+def test_deactivation_inside_an_allow_window_proceeds() -> None:
+    stored = T0 + 80 * DAY
+    now = datetime(2026, 3, 28, 1, 30, tzinfo=UTC)
+    up = decide(
+        both(used=stored + DAY),
+        now=now,
+        prior=rotating(stored),
+        targets=held(NEW, NEW),
+        pol=policy(windows=(WEEKEND_NIGHTS,)),
+    )
+    assert kinds(up) == [ActionKind.DEACTIVATE_KEY]
+
+
+def test_a_deny_window_never_holds_a_rollback() -> None:
+    keys, prior = in_grace()
+    always_denied = Window("deny", "0 0 * * *", timedelta(hours=24))
+    external = {("ci", "bot"): {1: CheckResult("command", False, "exit 1")}}
+    up = decide(
+        keys,
+        now=T0 + 83 * DAY,
+        prior=prior,
+        targets=held(NEW, NEW),
+        pol=policy(checks=(NewKeyUsedCheck(), SMOKE), windows=(always_denied,)),
+        external=external,
+    )
+    assert kinds(up) == [ActionKind.REACTIVATE_KEY]

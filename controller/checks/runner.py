@@ -1,0 +1,55 @@
+"""Run a policy's `command` and `http` checks: the I/O half of the checks, outside the planner.
+
+The results are keyed by each check's index in `policy.checks`, which is the planner's
+`ExternalResults`. Checks judged from IAM (`new-key-used`, `old-key-idle`) are the planner's and
+are skipped here. Checks run one after another, in manifest order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Container, Mapping, Sequence
+from pathlib import Path
+
+from controller.checks import CheckResult
+from controller.checks.command import KILL_GRACE, run_command_check
+from controller.checks.http import run_http_check
+from controller.policy import CommandCheck, HttpCheck, Policy
+from controller.secret import AccessKeySecret
+
+__all__ = ["external_check_indexes", "run_external_checks"]
+
+
+def external_check_indexes(policy: Policy) -> list[int]:
+    """Indexes in `policy.checks` of the checks this module runs."""
+    return [i for i, c in enumerate(policy.checks) if isinstance(c, CommandCheck | HttpCheck)]
+
+
+def run_external_checks(
+    policy: Policy,
+    *,
+    index_filter: Container[int] | None = None,
+    cwd: Path,
+    new_key: AccessKeySecret | None,
+    secrets: Sequence[str] = (),
+    sleep: Callable[[float], None] = time.sleep,
+    env: Mapping[str, str] | None = None,
+    kill_grace: float = KILL_GRACE,
+) -> dict[int, CheckResult]:
+    """Run the command and http checks of `policy` (those in `index_filter`, if given).
+
+    `cwd` is the policy repository's root, where commands run; `new_key` is given to commands
+    with `withNewKey`; `secrets` (and the new key's secret) are masked in command output.
+    """
+    results: dict[int, CheckResult] = {}
+    for index in external_check_indexes(policy):
+        if index_filter is not None and index not in index_filter:
+            continue
+        check = policy.checks[index]
+        if isinstance(check, CommandCheck):
+            results[index] = run_command_check(
+                check, cwd=cwd, new_key=new_key, secrets=secrets, env=env, kill_grace=kill_grace
+            )
+        elif isinstance(check, HttpCheck):
+            results[index] = run_http_check(check, sleep=sleep)
+    return results
