@@ -25,6 +25,7 @@ demo: $(VENV)/.installed-demo
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/actionlint -shellcheck=$(BIN)/shellcheck -pyflakes= .github/workflows/*.yml
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy

@@ -431,6 +431,8 @@ def _key(result: ActionResult) -> str:
 
 
 def _phrase(action: Action) -> str:
+    if action.kind == ActionKind.DEACTIVATE_KEY and action.reason.startswith("OVERDUE"):
+        return f"deactivate OVERDUE old key of {action.user}"
     return {
         ActionKind.CREATE_KEY: f"create key for {action.user}",
         ActionKind.STORE_KEY: f"finish storing key for {action.user}",
@@ -447,4 +449,4 @@ def _done_line(action: Action, outcome: Outcome) -> str:
             f"created {outcome.key_id} for {action.user} and stored it in every target "
             f"(replaces {action.replaces})"
         )
-    return f"{action.kind} {action.key or outcome.key_id} of {action.user}: done"
+    return f"{action.kind} {action.key or outcome.key_id} of {action.user}: {action.reason}"

@@ -1,0 +1,381 @@
+"""The GitHub Actions workflows and the composite action: actionlint finds nothing, and the
+properties that keep them safe hold (a pull request cannot act, reconcile runs one at a time ...).
+
+actionlint comes from the dev extra (the `actionlint` wheel installs it next to the interpreter);
+it runs ShellCheck, from the same extra, on every `run:` script.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = ROOT / ".github" / "workflows"
+PLAN = WORKFLOWS / "keyrotor-plan.yml"
+RECONCILE = WORKFLOWS / "keyrotor-reconcile.yml"
+REUSABLE = WORKFLOWS / "keyrotor-reusable.yml"
+ACTION = ROOT / "action.yml"
+DOC = ROOT / "docs" / "github-actions.md"
+ACTION_REF = "<owner>/keyrotor@v0"  # how the copied workflows name the composite action
+BIN = Path(sys.executable).parent
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def load(path: Path) -> dict[str, Any]:
+    doc = yaml.safe_load(path.read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+def content(path: Path) -> str:
+    """Everything a workflow says, comments left out."""
+    return json.dumps(load(path))
+
+
+def triggers(doc: dict[Any, Any]) -> dict[str, Any]:
+    """The `on:` mapping. PyYAML reads the key `on` as YAML 1.1's boolean True."""
+    on = doc["on"] if "on" in doc else doc.get(True)
+    assert isinstance(on, dict), f"`on` should be a mapping, got {on!r}"
+    return on
+
+
+def steps(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, job in doc["jobs"].items():
+        for step in job.get("steps", []):
+            yield name, step
+
+
+def keyrotor_commands(doc: dict[str, Any]) -> list[str]:
+    """Every keyrotor command line a workflow runs: in `run:` scripts and as the action's args."""
+    found = []
+    for _, step in steps(doc):
+        found += re.findall(r"\bkeyrotor\s+([a-z]+)", step.get("run", ""))
+        if str(step.get("uses", "")).startswith(ACTION_REF.split("@")[0]):
+            found += str(step.get("with", {}).get("args", "")).split()[:1]
+    return found
+
+
+def actionlint(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    exe = BIN / "actionlint"
+    shellcheck = BIN / "shellcheck"
+    if not exe.exists() or not shellcheck.exists():
+        pytest.fail(f"actionlint or shellcheck missing in {BIN}: pip install -e '.[dev]'")
+    return subprocess.run(
+        [str(exe), "-no-color", "-oneline", f"-shellcheck={shellcheck}", "-pyflakes=", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def local_action_project(tmp_path: Path, edit: dict[str, str] | None = None) -> Path:
+    """The copied workflows beside action.yml, using it as `./`: actionlint then checks every
+    `with:` input and `outputs` reference against the action's metadata. (An empty .git marks
+    the project root for actionlint.)"""
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    (tmp_path / "action.yml").write_text(ACTION.read_text())
+    for path in (PLAN, RECONCILE):
+        text = path.read_text().replace(ACTION_REF, "./")
+        for old, new in (edit or {}).items():
+            text = text.replace(old, new)
+        (tmp_path / ".github" / "workflows" / path.name).write_text(text)
+    return tmp_path
+
+
+# --- actionlint ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(WORKFLOWS.glob("*.y*ml")), ids=lambda p: p.name)
+def test_actionlint_finds_nothing_in_the_workflow(path: Path) -> None:
+    result = actionlint(str(path.relative_to(ROOT)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+
+
+def test_the_copied_workflows_use_only_inputs_and_outputs_the_action_has(tmp_path: Path) -> None:
+    result = actionlint(cwd=local_action_project(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_does_see_a_wrong_input_of_the_local_action(tmp_path: Path) -> None:
+    """So that the test above is not vacuous."""
+    project = local_action_project(tmp_path, {"args: reconcile": "arguments: reconcile"})
+    result = actionlint(cwd=project)
+    assert result.returncode == 1
+    assert 'input "arguments" is not defined in action "keyrotor"' in result.stdout
+
+
+def test_actionlint_and_shellcheck_find_nothing_in_the_composite_actions_steps(
+    tmp_path: Path,
+) -> None:
+    """actionlint lints workflows, not action metadata: lint the action's steps as the steps
+    of a callable workflow whose inputs are the action's."""
+    action = load(ACTION)
+    workflow = {
+        "on": {
+            "workflow_call": {
+                "inputs": {
+                    name: {"type": "string", "required": False, "default": spec.get("default", "")}
+                    for name, spec in action["inputs"].items()
+                }
+            }
+        },
+        "jobs": {"action": {"runs-on": "ubuntu-latest", "steps": action["runs"]["steps"]}},
+    }
+    path = tmp_path / ".github" / "workflows" / "composite.yml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump(workflow, sort_keys=False))
+    result = actionlint(str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_finds_nothing_in_the_documented_workflows(tmp_path: Path) -> None:
+    blocks = re.findall(r"```yaml\n(.*?)```", DOC.read_text(), flags=re.S)
+    workflows = [b for b in blocks if b.startswith("name:")]
+    assert len(workflows) >= 2
+    folder = tmp_path / ".github" / "workflows"
+    folder.mkdir(parents=True)
+    for i, text in enumerate(workflows):
+        (folder / f"doc-{i}.yml").write_text(text)
+    result = actionlint(*sorted(str(p) for p in folder.iterdir()), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_documented_iam_policies_are_json() -> None:
+    blocks = re.findall(r"```json\n(.*?)```", DOC.read_text(), flags=re.S)
+    assert len(blocks) == 4  # two trust policies, two permission policies
+    for block in blocks:
+        assert json.loads(block)["Version"] == "2012-10-17"
+
+
+# --- every workflow --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [PLAN, RECONCILE, REUSABLE], ids=lambda p: p.name)
+def test_actions_are_pinned_to_a_major_version_and_permissions_start_empty(path: Path) -> None:
+    doc = load(path)
+    assert doc["permissions"] == {}, "each job asks for exactly what it needs"
+    for job_name, job in doc["jobs"].items():
+        assert "permissions" in job, job_name
+        assert "timeout-minutes" in job, job_name
+    for _, step in steps(doc):
+        if "uses" in step:
+            assert re.fullmatch(r"[\w<>.-]+/[\w.-]+@v\d+", step["uses"]), step["uses"]
+
+
+@pytest.mark.parametrize("path", [PLAN, RECONCILE], ids=lambda p: p.name)
+def test_the_copied_workflows_run_keyrotor_through_the_composite_action(path: Path) -> None:
+    doc = load(path)
+    assert any(step.get("uses") == ACTION_REF for _, step in steps(doc))
+    assert "pip install" not in content(path), "the policy repository has no keyrotor source"
+
+
+# --- the plan workflow -----------------------------------------------------------------------
+
+
+def test_plan_runs_on_pull_requests_that_touch_manifests_never_pull_request_target() -> None:
+    on = triggers(load(PLAN))
+    assert set(on) == {"pull_request"}
+    assert on["pull_request"]["paths"] == ["manifests/**"]
+    assert "pull_request_target" not in content(PLAN)
+
+
+def test_plan_never_writes_contents_and_keeps_no_git_credentials() -> None:
+    doc = load(PLAN)
+    for job in doc["jobs"].values():
+        assert job["permissions"].get("contents") == "read"
+        writes = {k for k, v in job["permissions"].items() if v == "write"}
+        assert writes <= {"id-token", "pull-requests"}
+    checkouts = [s for _, s in steps(doc) if s.get("uses", "").startswith("actions/checkout@")]
+    assert checkouts and all(s["with"]["persist-credentials"] is False for s in checkouts)
+
+
+def test_plan_only_validates_and_plans_never_applies_reconciles_or_resumes() -> None:
+    commands = keyrotor_commands(load(PLAN))
+    assert sorted(set(commands)) == ["plan", "validate"]
+    assert not re.search(r"\b(apply|reconcile|resume)\b", content(PLAN))
+
+
+def test_validate_runs_for_every_pull_request_forks_included() -> None:
+    job = load(PLAN)["jobs"]["validate"]
+    assert "if" not in job
+    assert set(job["permissions"]) == {"contents"}
+    assert [s["with"]["args"] for s in job["steps"] if s.get("uses") == ACTION_REF] == ["validate"]
+
+
+def test_aws_and_the_comment_are_skipped_for_pull_requests_from_forks() -> None:
+    doc = load(PLAN)
+    aws_jobs = {
+        name
+        for name, step in steps(doc)
+        if step.get("uses", "").startswith("aws-actions/configure-aws-credentials@")
+    }
+    assert aws_jobs == {"plan"}
+    job = doc["jobs"]["plan"]
+    condition = " ".join(job["if"].split())
+    assert "!github.event.pull_request.head.repo.fork" in condition
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in condition
+    assert "always()" not in condition, "always() would run it even when cancelled"
+
+
+def test_plan_assumes_the_read_only_role() -> None:
+    roles = [
+        s["with"]["role-to-assume"]
+        for _, s in steps(load(PLAN))
+        if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")
+    ]
+    assert roles == ["${{ vars.KEYROTOR_PLAN_ROLE_ARN }}"]
+    assert "KEYROTOR_GITHUB_TOKEN" not in content(PLAN)
+
+
+def test_the_plan_comment_is_found_by_its_marker_and_updated_in_place() -> None:
+    (post,) = [s for _, s in steps(load(PLAN)) if "gh api" in s.get("run", "")]
+    script = post["run"]
+    assert "<!-- keyrotor-plan -->" in script
+    assert "startswith" in script and "github-actions[bot]" in script
+    assert "--method PATCH" in script and "--method POST" in script
+    assert post["env"]["GH_TOKEN"] == "${{ github.token }}"
+
+
+# --- the reconcile workflow ------------------------------------------------------------------
+
+
+def test_reconcile_runs_hourly_on_pushes_to_main_and_by_hand_with_a_resume_input() -> None:
+    on = triggers(load(RECONCILE))
+    assert set(on) == {"schedule", "push", "workflow_dispatch"}
+    ((cron,),) = [tuple(entry.values()) for entry in on["schedule"]]
+    minute, *rest = cron.split()
+    assert minute.isdigit() and 0 <= int(minute) < 60 and rest == ["*", "*", "*", "*"]
+    assert on["push"] == {"branches": ["main"], "paths": ["manifests/**", "approvals/**"]}
+    resume = on["workflow_dispatch"]["inputs"]["resume"]
+    assert resume["required"] is False and resume["default"] == ""
+
+
+def test_reconcile_runs_one_at_a_time_and_is_never_cancelled() -> None:
+    assert load(RECONCILE)["concurrency"] == {
+        "group": "keyrotor-reconcile",
+        "cancel-in-progress": False,
+    }
+
+
+def test_reconcile_has_exactly_the_permissions_it_needs() -> None:
+    (job,) = load(RECONCILE)["jobs"].values()
+    assert job["permissions"] == {
+        "contents": "write",
+        "pull-requests": "write",
+        "issues": "write",
+        "id-token": "write",
+    }
+
+
+def test_reconcile_checks_out_all_history_and_sets_a_git_identity() -> None:
+    doc = load(RECONCILE)
+    (checkout,) = [s for _, s in steps(doc) if s.get("uses", "").startswith("actions/checkout@")]
+    assert checkout["with"]["fetch-depth"] == 0
+    scripts = "\n".join(s.get("run", "") for _, s in steps(doc))
+    assert "git config user.name" in scripts and "git config user.email" in scripts
+
+
+def test_reconcile_resumes_first_then_reconciles_with_the_secrets_token() -> None:
+    doc = load(RECONCILE)
+    (job,) = doc["jobs"].values()
+    assert keyrotor_commands(doc) == ["resume", "reconcile"]
+    resume = next(
+        s for s in job["steps"] if str(s.get("with", {}).get("args", "")).startswith("resume")
+    )
+    assert resume["if"] == "inputs.resume != ''"
+    reconcile = next(s for s in job["steps"] if s.get("id") == "reconcile")
+    assert reconcile["env"]["GITHUB_TOKEN"] == (
+        "${{ secrets.KEYROTOR_GITHUB_TOKEN || github.token }}"
+    )
+    assert job["outputs"]["changes_present"] == "${{ steps.reconcile.outputs.changes_present }}"
+    roles = [
+        s["with"]["role-to-assume"] for s in job["steps"] if "role-to-assume" in s.get("with", {})
+    ]
+    assert roles == ["${{ vars.KEYROTOR_ROLE_ARN }}"]
+
+
+# --- the reusable workflow and the composite action ------------------------------------------
+
+
+def test_the_reusable_workflow_is_callable_with_the_documented_interface() -> None:
+    doc = load(REUSABLE)
+    call = triggers(doc)["workflow_call"]
+    assert set(triggers(doc)) == {"workflow_call"}
+    assert {"role-arn", "python-version", "keyrotor-ref", "resume", "args"} <= set(call["inputs"])
+    assert call["inputs"]["role-arn"]["required"] is True
+    assert set(call["secrets"]) == {"github-token"}
+    assert "changes_present" in call["outputs"]
+    (job,) = doc["jobs"].values()
+    install = next(s["run"] for s in job["steps"] if s.get("name") == "Install keyrotor")
+    assert "pip install" in install and '"keyrotor @ git+https://github.com/' in install
+    assert job["concurrency"]["cancel-in-progress"] is False
+    assert job["concurrency"]["group"] != "keyrotor-reconcile", "would deadlock with the caller's"
+    checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["fetch-depth"] == 0
+
+
+def test_the_action_is_composite_and_installs_keyrotor_from_its_own_checkout() -> None:
+    action = load(ACTION)
+    assert action["runs"]["using"] == "composite"
+    assert set(action["inputs"]) >= {"args", "output-file", "python-version"}
+    assert action["outputs"]["changes_present"]["value"] == (
+        "${{ steps.run.outputs.changes_present }}"
+    )
+    run_steps = [s for s in action["runs"]["steps"] if "run" in s]
+    assert all(s["shell"] == "bash" for s in run_steps), "composite run steps need a shell"
+    install = next(s for s in run_steps if "pip install" in s["run"])
+    assert install["env"]["ACTION_PATH"] == "${{ github.action_path }}"
+    # Inputs reach scripts through the environment only, never spliced into the script.
+    assert not any("${{" in s["run"] for s in run_steps)
+
+
+def test_the_action_splits_args_without_a_shell_and_keeps_workflow_commands_out_of_the_file(
+    tmp_path: Path,
+) -> None:
+    """Run the action's script with a stand-in `keyrotor` that echoes its arguments and prints
+    an ::add-mask:: line, as keyrotor does for each secret under GitHub Actions."""
+    (script,) = [s["run"] for s in load(ACTION)["runs"]["steps"] if s.get("id") == "run"]
+    fake = tmp_path / "bin" / "keyrotor"
+    fake.parent.mkdir()
+    fake.write_text(
+        '#!/bin/sh\necho "::add-mask::s3cr3t"\nfor a in "$@"; do echo "arg=$a"; done\nexit 2\n'
+    )
+    fake.chmod(0o755)
+    out = tmp_path / "plan.md"
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        env={
+            "PATH": f"{fake.parent}:/usr/bin:/bin",
+            "KEYROTOR_ARGS": "plan  --format markdown $HOME *\n",
+            "OUTPUT_FILE": str(out),
+        },
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2, "keyrotor's exit code is the step's"
+    assert out.read_text().splitlines() == [
+        "arg=plan",
+        "arg=--format",
+        "arg=markdown",
+        "arg=$HOME",
+        "arg=*",
+    ]
+    assert "::add-mask::s3cr3t" in result.stdout.splitlines()
