@@ -13,7 +13,7 @@ import pytest
 from controller import __version__
 from controller.cli import EXIT_CHANGES, EXIT_INTERNAL, EXIT_INTERRUPTED, main
 
-COMMANDS = ["validate", "plan", "apply", "status", "history", "demo"]
+COMMANDS = ["validate", "plan", "apply", "reconcile", "status", "history", "resume", "demo"]
 
 
 def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
