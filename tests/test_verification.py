@@ -14,6 +14,7 @@ from pathlib import Path
 import git
 import pytest
 
+from controller.cli import main
 from controller.sandbox import Sandbox
 from controller.sandbox.config import DEFAULT_START as T0
 from tests.app_fleet import Fleet, Instance
@@ -206,3 +207,43 @@ def test_a_check_that_prints_the_secret_has_it_scrubbed_everywhere(
     out = capsys.readouterr()
     for secret in world.secrets:
         assert secret not in doc and secret not in out.out and secret not in out.err
+
+
+def test_a_person_resumes_a_rolled_back_rotation_and_it_completes(
+    world: World, health_of: list[Health], capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = seed(world, None)
+    app = fleet(world, 2)
+    health = Health(app)
+    health_of.append(health)
+    world.seed_policy(
+        manifest(
+            "  checks:\n    - {type: new-key-used}\n"
+            f"    - {{type: http, url: '{health.url}', retries: 0, timeout: 2s}}\n"
+        )
+    )
+    world.cli("apply", now=DUE)
+    (new,) = set(world.iam_keys()) - {old}
+    app.run(advance(DUE, hours=2), advance(DUE, hours=5), step=HOUR)
+    world.cli("apply", now=advance(DUE, days=1, hours=1))
+    assert world.iam_keys()[old] == "Inactive"
+    app.instances[0].last_ok = False  # the application reports trouble
+    world.cli("apply", now=advance(DUE, days=1, hours=2))
+    assert "phase: RolledBack" in world.status_doc()
+    assert world.held_key_ids() == {old}
+
+    app.instances[0].last_ok = True  # a person fixed the cause
+    assert main(["resume", "--repo", str(world.clone), "--policy", POLICY, "--user", USER,
+                 "--now", advance(DUE, days=2).isoformat()]) == 0  # fmt: skip
+    world.cli("apply", now=advance(DUE, days=2, hours=1))
+    assert world.held_key_ids() == {new}
+    assert "phase: AwaitingUse" in world.status_doc()
+    live(world, app, advance(DUE, days=2, hours=2), days=9, every=12)
+    assert world.iam_keys() == {new: "Active"}
+    capsys.readouterr()
+    main(["history", "--repo", str(world.clone), "--user", USER])
+    actions = [line.split()[4] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert actions == [
+        "delete-key", "deactivate-key", "store-key", "resume", "reactivate-key",
+        "deactivate-key", "create-key",
+    ]  # fmt: skip
