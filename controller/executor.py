@@ -127,7 +127,7 @@ class Executor:
         if changes or not status.same_content(pp.previous):
             status = replace(status, last_reconciled=self.now)
             changes[status_path(pp.policy.name)] = dump(status)
-            sha = self._commit_status(pp.policy, status, done, changes)
+            sha = self._commit_status(pp.policy, status, done, changes, pp.previous)
             if sha:
                 result.commits.append(sha)
             if self.push:
@@ -169,9 +169,10 @@ class Executor:
         status: PolicyStatus,
         done: Sequence[ActionResult],
         changes: Mapping[str, str | None],
+        previous: PolicyStatus,
     ) -> str | None:
         ok = [r for r in done if r.ok]
-        phrases = [_phrase(r.action) for r in ok] or ["record status"]
+        phrases = [_phrase(r.action) for r in ok] or [_bookkeeping(status, previous)]
         body = [f"{r.action.user}: {_done_line(r.action, r.outcome)}" for r in ok]
         body += [f"{r.action.user}: {r.action.kind} FAILED: {r.error}" for r in done if not r.ok]
         trailers = [("Keyrotor-Policy", policy.name)]
@@ -424,6 +425,24 @@ class Executor:
 def _held(target: BoundTarget) -> str | None:
     secret = target.read()
     return secret.access_key_id if secret else None
+
+
+def _bookkeeping(status: PolicyStatus, previous: PolicyStatus) -> str:
+    """Subject of a commit that records observations only (a check result, an adopted key)."""
+    changed = sorted(
+        user
+        for user in set(status.users) | set(previous.users)
+        if _as_written(status, user) != _as_written(previous, user)
+    )
+    if not changed:
+        return "record status"
+    shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+    return f"record status of {shown}"
+
+
+def _as_written(status: PolicyStatus, user: str) -> dict[str, Any] | None:
+    found = status.users.get(user)
+    return found.to_dict() if found else None
 
 
 def _key(result: ActionResult) -> str:
