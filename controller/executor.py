@@ -365,14 +365,7 @@ class Executor:
         self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
     ) -> Outcome:
         assert action.key is not None
-        if holders := self._holders(targets, action.key):
-            raise PreconditionFailed(
-                f"{holders[0].description} holds key {action.key}; it is not an orphan"
-            )
-        self._call(
-            "delete_access_key", iam.delete_access_key, UserName=action.user, AccessKeyId=action.key
-        )
-        return Outcome(action.key)
+        return self._delete_unheld(iam, targets, action, "it is not an orphan")
 
     def _deactivate(
         self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
@@ -412,10 +405,15 @@ class Executor:
             raise PreconditionFailed(
                 f"key {action.key} is active again; keyrotor deletes only a key it deactivated"
             )
+        return self._delete_unheld(iam, targets, action, "refusing to delete it")
+
+    def _delete_unheld(
+        self, iam: Any, targets: list[BoundTarget], action: Action, refusal: str
+    ) -> Outcome:
+        """Delete `action.key`, re-reading every target first: never a key a target holds."""
+        assert action.key is not None
         if holders := self._holders(targets, action.key):
-            raise PreconditionFailed(
-                f"{holders[0].description} holds key {action.key}; refusing to delete it"
-            )
+            raise PreconditionFailed(f"{holders[0].description} holds key {action.key}; {refusal}")
         self._call(
             "delete_access_key", iam.delete_access_key, UserName=action.user, AccessKeyId=action.key
         )

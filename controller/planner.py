@@ -525,16 +525,7 @@ class _Ctx:
         )
 
     def _promote(self, status: UserStatus, new: ObservedKey) -> UserStatus:
-        return replace(
-            status,
-            old_key=new.id,
-            old_key_created=new.created,
-            new_key=None,
-            new_key_created=None,
-            stored_at=None,
-            self_used_at=None,
-            deactivated_at=None,
-        )
+        return _promoted(status, new.id, new.created)
 
     def _single_key(self, status: UserStatus, old: ObservedKey) -> UserPlan:
         if not old.active:
@@ -774,6 +765,20 @@ class Outcome:
     note: str = ""
 
 
+def _promoted(status: UserStatus, key_id: str | None, created: datetime | None) -> UserStatus:
+    """The new key is now the one in service: the rotation's own fields are cleared."""
+    return replace(
+        status,
+        old_key=key_id,
+        old_key_created=created,
+        new_key=None,
+        new_key_created=None,
+        stored_at=None,
+        self_used_at=None,
+        deactivated_at=None,
+    )
+
+
 def record_success(
     policy: Policy, status: UserStatus, action: Action, outcome: Outcome, now: datetime
 ) -> UserStatus:
@@ -822,15 +827,8 @@ def record_success(
     if kind == ActionKind.DELETE_KEY:
         created = status.new_key_created
         return replace(
-            status,
+            _promoted(status, status.new_key, created),
             phase=Phase.CURRENT,
-            old_key=status.new_key,
-            old_key_created=created,
-            new_key=None,
-            new_key_created=None,
-            stored_at=None,
-            self_used_at=None,
-            deactivated_at=None,
             next_step=str(ActionKind.CREATE_KEY),
             next_at=created + policy.rotate_at_age if created else None,
             overdue_at=created + policy.max_key_age if created else None,
