@@ -136,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = subs.add_parser("demo", help="run a whole rotation on an embedded AWS and Git; no account")
     p.add_argument("--keep", metavar="DIR", help="keep the demo's repositories in DIR")
     p.add_argument("--seed", type=int, default=1, help="seed for a reproducible run")
+    p.add_argument(
+        "--scenario",
+        choices=("happy", "straggler"),
+        default="happy",
+        help="straggler: an application instance never refreshes its credentials",
+    )
     p.set_defaults(handler="controller.commands.demo:run")
     return parser
 

@@ -385,6 +385,10 @@ class _Ctx:
                     f"maxKeyAge is {format_duration(self.policy.max_key_age)}",
                 )
         prior = self.prior or UserStatus(phase=Phase.CURRENT)
+        active = [k.created for k in self.observed.keys if k.active]
+        # Until a managed key is known, the oldest active key decides when the user is overdue,
+        # so `keyrotor status` flags a blocked user too.
+        prior = replace(prior, overdue_at=min(active) + self.policy.max_key_age if active else None)
         keys = {k.id: k for k in self.observed.keys}
         old, new = keys.get(prior.old_key or ""), keys.get(prior.new_key or "")
         others = [k for k in self.observed.keys if k not in (old, new)]

@@ -761,3 +761,9 @@ def test_a_deny_window_never_holds_a_rollback() -> None:
         external=external,
     )
     assert kinds(up) == [ActionKind.REACTIVATE_KEY]
+
+
+def test_a_blocked_user_records_when_its_oldest_active_key_is_overdue() -> None:
+    up = decide([key(OLD, T0), key(OTHER, T0 + 20 * DAY)], now=T0 + 95 * DAY)
+    assert up.status is not None and up.status.phase == Phase.BLOCKED
+    assert up.status.overdue_at == T0 + 90 * DAY

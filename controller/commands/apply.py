@@ -23,11 +23,16 @@ def execute(
     policies: list[str] | None = None,
     push: bool = True,
     hook: Hook | None = None,
+    sessions: AwsSessions | None = None,
 ) -> tuple[Plan, ApplyResult]:
-    """Plan and apply in one checkout; `hook` sees every named step (tests inject crashes)."""
+    """Plan and apply in one checkout; `hook` sees every named step (tests inject crashes).
+
+    A caller that runs many times in one process (the demo) passes one `sessions`, so boto3's
+    clients are built once rather than on every run.
+    """
     with StatusRepo.open(repo_path) as repo:
         ws = open_workspace(repo.root, policies)
-        sessions = AwsSessions()
+        sessions = sessions or AwsSessions()
         plan = make_plan(ws, AwsInventory(sessions), now, run_checks=True, sessions=sessions)
         result = Executor(sessions, repo, now=now, push=push, hook=hook).apply(plan)
     return plan, result
