@@ -196,3 +196,20 @@ def test_text_table_has_utc_minutes_and_short_commits() -> None:
 
 def test_text_without_entries_says_so() -> None:
     assert format_history_text([]) == "No rotation history."
+
+
+def test_an_approval_merge_sorts_between_its_proposal_and_later_steps_in_one_second(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "2026-05-01T10:00:00Z")
+    monkeypatch.setenv("GIT_AUTHOR_DATE", "2026-05-01T10:00:00Z")
+    with git.Repo(root) as repo:
+        repo.git.checkout("-b", "keyrotor/payments")
+        record(root, "payments", ["alice propose AKIA0"])
+        repo.git.checkout("main")
+        repo.git.merge("--no-ff", "keyrotor/payments", "-m", "Merge pull request #1")
+    for n in range(1, 4):
+        record(root, "payments", [f"alice step{n} AKIA{n}"])
+    assert [e.action for e in read_history(root)] == [
+        "step3", "step2", "step1", "approve", "propose"
+    ]  # fmt: skip

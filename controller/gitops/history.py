@@ -69,13 +69,14 @@ def read_history(
         status, out, err = _log(repo, ref)
         if status != 0:
             raise GitError(f"cannot read history of {ref} in {root}: {redact(err.strip())}")
-        # A merge is newer than the steps it brings in, also within one second: list it first.
-        entries = _approvals(repo, ref, set(users), set(policies))
-        entries += _entries(out, set(users), set(policies))
+        entries = _entries(out, set(users), set(policies))
+        order, approvals = _approvals(repo, ref, set(users), set(policies))
     finally:
         repo.close()
-    # Newest first; the sort is stable, so steps of one commit keep their order.
-    return sorted(entries, key=lambda e: e.time, reverse=True)
+    # Newest first, in git's --date-order (a child before its parents even within one second);
+    # the sort is stable, so the steps of one commit keep their order.
+    position = {sha: index for index, sha in enumerate(order)}
+    return sorted([*entries, *approvals], key=lambda e: position.get(e.commit, len(position)))
 
 
 def _log(repo: Any, *revisions: str) -> tuple[int, str, str]:
@@ -88,16 +89,21 @@ def _log(repo: Any, *revisions: str) -> tuple[int, str, str]:
 
 def _approvals(
     repo: Any, ref: str, wanted_users: set[str], wanted_policies: set[str]
-) -> list[HistoryEntry]:
-    """A merge that brings in keyrotor's `propose` steps is the approval: its author approved."""
+) -> tuple[list[str], list[HistoryEntry]]:
+    """Every commit in --date-order, and an `approve` entry per merge that brought in
+    keyrotor's `propose` steps: the person who merged approved them."""
     status, out, _ = run_git(
-        repo, "log", "-z", "--merges", "--format=%H%x1f%cI%x1f%an <%ae>%x1f%s%x1f%P",
+        repo, "log", "-z", "--date-order", "--format=%H%x1f%cI%x1f%an <%ae>%x1f%s%x1f%P",
         "--end-of-options", ref, "--",
     )  # fmt: skip
+    order: list[str] = []
     approvals: list[HistoryEntry] = []
     for record in out.split("\0") if status == 0 else ():
         fields = record.strip("\n").split(_FIELD)
-        if len(fields) != 5 or len(fields[4].split()) < 2:
+        if len(fields) != 5:
+            continue
+        order.append(fields[0])
+        if len(fields[4].split()) < 2:
             continue
         sha, committed, author, subject, parents = fields
         first, second = parents.split()[:2]
@@ -110,7 +116,7 @@ def _approvals(
                     HistoryEntry(sha, datetime.fromisoformat(committed), author, step.policy,
                                  step.user, "approve", step.key, subject)
                 )  # fmt: skip
-    return approvals
+    return order, approvals
 
 
 def _entries(out: str, wanted_users: set[str], wanted_policies: set[str]) -> list[HistoryEntry]:
