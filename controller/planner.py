@@ -603,6 +603,16 @@ class _Ctx:
             return self.result(replace(status, message=message))
         if status.phase == Phase.ROLLED_BACK and old.active:
             return self._rolled_back(status, old, new, targets)
+        if status.phase == Phase.DEACTIVATED and old.active:
+            # Only a rollback makes a deactivated old key active again: finish it (the step is
+            # idempotent), whether a crash interrupted keyrotor's or a person started one.
+            self.act(
+                ActionKind.REACTIVATE_KEY,
+                old.id,
+                f"rolling back: old key {old.id} is active again during the grace period (an "
+                "interrupted rollback, or a person reactivated it)",
+            )
+            return self.result(status)
         stray = [t for t in targets if t.readable and t.key_id != new.id]
         if stray:
             what = "; ".join(f"{t.target} holds {t.key_id or 'nothing'}" for t in stray)

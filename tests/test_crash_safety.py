@@ -7,6 +7,7 @@ later runs, each in a fresh clone as CI has, carry the rotation to its end.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from controller.commands.apply import execute
 from controller.sandbox import Sandbox
 from controller.sandbox.config import DEFAULT_START as T0
 from tests.conftest import GitRemote
-from tests.rotation_world import PARAMETER, SECRET_ID, World, advance
+from tests.rotation_world import MANIFEST, PARAMETER, SECRET_ID, World, advance
 
 SM = f"aws-secrets-manager {SECRET_ID}"
 SSM = f"aws-ssm-parameter {PARAMETER}"
@@ -151,3 +152,42 @@ def test_a_rejected_intent_push_stops_the_run_before_any_aws_change(world: World
         execute(slow, CREATE_AT)
     assert world.mutating_calls() == []
     assert len(world.iam_keys()) == 1
+
+
+ROLLBACK_POINTS = [
+    "before:update_access_key",
+    "after:update_access_key",
+    f"before:write {SM}",
+    f"after:write {SM}",
+    f"before:write {SSM}",
+    f"after:write {SSM}",
+    "push:status",
+]
+
+
+@pytest.mark.parametrize("point", ROLLBACK_POINTS)
+def test_a_crash_while_rolling_back_converges_to_rolled_back(
+    aws: Sandbox, tmp_path: Path, git_remote: GitRemote, point: str
+) -> None:
+    flag = tmp_path / "smoke-exit-code"
+    flag.write_text("0")
+    w = World(aws=aws, bare=git_remote.bare, clone=git_remote.clone, tmp=tmp_path)
+    old = w.seed_user(at=T0)
+    creds = json.dumps({"AccessKeyId": old, "SecretAccessKey": w.secrets[0]})
+    aws.client("secretsmanager").create_secret(Name=SECRET_ID, SecretString=creds)
+    aws.client("ssm").put_parameter(Name=PARAMETER, Value=creds, Type="SecureString")
+    smoke = f"import sys; sys.exit(int(open({str(flag)!r}).read()))"
+    w.seed_policy(
+        MANIFEST + "  checks:\n    - {type: new-key-used}\n"
+        f'    - {{type: command, run: [python3, -c, "{smoke}"]}}\n'
+    )
+    run(w, CREATE_AT)
+    use_new_key(w, advance(CREATE_AT, hours=2))
+    run(w, DEACTIVATE_AT)
+    assert w.iam_keys()[old] == "Inactive"
+    flag.write_text("1")  # the application breaks
+    run(w, advance(DEACTIVATE_AT, days=1), crash_at=point)
+    run(w, advance(DEACTIVATE_AT, days=1, minutes=5))
+    assert w.iam_keys()[old] == "Active"
+    assert w.held_key_ids() == {old}
+    assert "phase: RolledBack" in w.status_doc(w.tmp / f"run-{w.clones}")
