@@ -30,7 +30,7 @@ from controller.gitops.repo import StatusRepo
 from controller.planner import Action, ActionKind, Outcome, Plan, PolicyPlan, record_success
 from controller.policy import Policy
 from controller.secret import AccessKeySecret, mask
-from controller.status import PolicyStatus, dump, status_path
+from controller.status import Phase, PolicyStatus, dump, status_path
 from controller.targets import BoundTarget, bind_all
 
 Hook = Callable[[str], None]
@@ -41,6 +41,10 @@ VERIFY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
 
 class PreconditionFailed(KeyrotorError):
     """The state changed since the plan was made; the action was not carried out."""
+
+
+class NeedsPerson(KeyrotorError):
+    """keyrotor undid its own step and must not try again by itself (the user is held)."""
 
 
 @dataclass
@@ -99,7 +103,7 @@ class Executor:
         done: list[ActionResult] = []
         for user_plan in pp.users:
             for action in user_plan.actions:
-                outcome, error = self._attempt(pp.policy, action)
+                outcome, error, hold = self._attempt(pp.policy, action)
                 user_status = status.users[action.user]
                 if error is None:
                     done.append(ActionResult(action, True, outcome))
@@ -110,9 +114,10 @@ class Executor:
                     self.echo(f"{pp.policy.name}: {_done_line(action, outcome)}")
                     continue
                 done.append(ActionResult(action, False, error=error))
-                status = status.with_user(
-                    action.user, replace(user_status, message=f"{action.kind} failed: {error}")
-                )
+                failed = replace(user_status, message=f"{action.kind} failed: {error}")
+                if hold:
+                    failed = replace(failed, phase=Phase.BLOCKED, hold=failed.message)
+                status = status.with_user(action.user, failed)
                 self.echo(f"{pp.policy.name}: {action.kind} for {action.user} FAILED: {error}")
                 break
         result.results.extend(done)
@@ -188,13 +193,14 @@ class Executor:
         )
 
     # -- one action --
-    def _attempt(self, policy: Policy, action: Action) -> tuple[Outcome, str | None]:
+    def _attempt(self, policy: Policy, action: Action) -> tuple[Outcome, str | None, bool]:
+        """The outcome, or the error and whether the user must now wait for a person."""
         try:
-            return self._execute(policy, action), None
+            return self._execute(policy, action), None, False
         except KeyrotorError as exc:
-            return Outcome(), str(exc)
+            return Outcome(), str(exc), isinstance(exc, NeedsPerson)
         except AWS_ERRORS as exc:
-            return Outcome(), describe_error(exc)
+            return Outcome(), describe_error(exc), False
 
     def _execute(self, policy: Policy, action: Action) -> Outcome:
         iam = self.sessions.client(policy.account, "iam")
@@ -278,7 +284,7 @@ class Executor:
                     UserName=user,
                     AccessKeyId=secret.access_key_id,
                 )
-                raise PreconditionFailed(
+                raise NeedsPerson(
                     f"new key {secret.access_key_id} authenticated as {arn}, "
                     f"not {expected}; deleted it"
                 )
@@ -291,7 +297,7 @@ class Executor:
             AccessKeyId=secret.access_key_id,
         )
         waited = timedelta(seconds=sum(VERIFY_DELAYS))
-        raise PreconditionFailed(
+        raise NeedsPerson(
             f"new key {secret.access_key_id} did not authenticate within "
             f"{waited.seconds}s ({last_error}); deleted it, nothing was stored"
         )

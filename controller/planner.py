@@ -384,6 +384,12 @@ class _Ctx:
                     f"active key {key.id} is {format_duration(self.now - key.created)} old; "
                     f"maxKeyAge is {format_duration(self.policy.max_key_age)}",
                 )
+        if self.prior is not None and self.prior.hold:
+            return self.blocked(
+                f"{self.prior.hold}. Once the cause is fixed, run `keyrotor resume --policy "
+                f"{self.policy.name} --user {self.user}`",
+                self.prior,
+            )
         prior = self.prior or UserStatus(phase=Phase.CURRENT)
         active = [k.created for k in self.observed.keys if k.active]
         # Until a managed key is known, the oldest active key decides when the user is overdue,

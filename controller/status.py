@@ -87,6 +87,9 @@ class UserStatus:
     next_at: datetime | None = None
     rolled_back_at: datetime | None = None
     resumed_at: datetime | None = None
+    # Set when keyrotor undid a step of its own that it must not retry by itself (a new key that
+    # never authenticated); the user stays Blocked until `keyrotor resume` clears it.
+    hold: str | None = None
     checks: tuple[RecordedCheck, ...] = ()
     message: str = ""
 
@@ -106,6 +109,7 @@ class UserStatus:
             ("nextAt", self.next_at),
             ("rolledBackAt", self.rolled_back_at),
             ("resumedAt", self.resumed_at),
+            ("hold", self.hold),
         ):
             if value is not None:
                 out[name] = to_iso(value) if isinstance(value, datetime) else value
@@ -136,6 +140,7 @@ class UserStatus:
             next_at=when("nextAt"),
             rolled_back_at=when("rolledBackAt"),
             resumed_at=when("resumedAt"),
+            hold=data.get("hold"),
             checks=tuple(RecordedCheck.from_dict(c) for c in data.get("checks") or ()),
             message=str(data.get("message", "")),
         )

@@ -14,7 +14,7 @@ import pytest
 
 from controller.aws import AwsSessions
 from controller.cli import main
-from controller.executor import Executor
+from controller.executor import VERIFY_DELAYS, Executor
 from controller.gitops.repo import StatusRepo
 from controller.inventory import AwsInventory
 from controller.planner import ActionKind
@@ -183,3 +183,36 @@ def test_an_invalid_manifest_stops_everything_before_any_aws_call(
     assert world.cli("apply", now=DAY80) == 1
     assert world.aws.requests() == []
     assert "manifests/bad.yaml:4:7:" in capsys.readouterr().err
+
+
+def test_a_new_key_that_never_authenticates_is_deleted_and_the_user_held_until_resumed(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = world.seed_user(at=T0)
+    iam = world.aws.client("iam")
+
+    def never_authenticates(point: str) -> None:
+        if point == "after:create_access_key":
+            for key_id in set(world.iam_keys()) - {old}:
+                iam.update_access_key(UserName=USER, AccessKeyId=key_id, Status="Inactive")
+
+    slept: list[float] = []
+    world.aws.set_clock(DAY80)
+    with StatusRepo.open(world.clone) as repo:
+        sessions = AwsSessions()
+        plan = make_plan(open_workspace(repo.root), AwsInventory(sessions), DAY80)
+        result = Executor(
+            sessions, repo, now=DAY80, hook=never_authenticates, sleep=slept.append,
+            echo=lambda _: None,
+        ).apply(plan)  # fmt: skip
+    assert "did not authenticate" in result.failed[0].error
+    assert slept == list(VERIFY_DELAYS), "retried with backoff, without real sleeping"
+    assert world.iam_keys() == {old: "Active"} and world.held_key_ids() == set()
+    assert world.cli("apply", now=advance(DAY80, hours=1)) == 0
+    assert world.iam_keys() == {old: "Active"}, "held: no new attempt without a person"
+    assert status_json(world, capsys)["phase"] == "Blocked"
+
+    assert main(["resume", "--repo", str(world.clone), "--policy", "ci-deployers",
+                 "--user", USER, "--now", advance(DAY80, hours=2).isoformat()]) == 0  # fmt: skip
+    assert world.cli("apply", now=advance(DAY80, hours=3)) == 0
+    assert len(world.iam_keys()) == 2

@@ -26,14 +26,17 @@ def run(args: argparse.Namespace) -> int:
         user = status.users.get(args.user) if status else None
         if status is None or user is None:
             raise KeyrotorError(f"policy {args.policy} has no status for user {args.user}")
-        if user.phase != Phase.ROLLED_BACK:
+        if user.hold:
+            resumed = replace(user, hold=None, message=f"resumed by a person; {user.hold}")
+        elif user.phase != Phase.ROLLED_BACK:
             raise KeyrotorError(
-                f"{args.user} is {user.phase}, not RolledBack: there is nothing to resume"
+                f"{args.user} is {user.phase} and not held: there is nothing to resume"
             )
-        if user.resumed_at is not None:
+        elif user.resumed_at is not None:
             print(f"{args.user} was already resumed at {user.resumed_at:%Y-%m-%d %H:%M}Z")
             return 0
-        resumed = replace(user, resumed_at=now, message=f"resumed by a person; {user.message}")
+        else:
+            resumed = replace(user, resumed_at=now, message=f"resumed by a person; {user.message}")
         repo.commit(
             {
                 status_path(args.policy): dump(
@@ -41,15 +44,15 @@ def run(args: argparse.Namespace) -> int:
                 )
             },
             f"keyrotor({args.policy}): resume rotation of {args.user}",
-            [f"{args.user}: rotation to {user.new_key} resumed after rollback ({user.message})"],
+            [f"{args.user}: resumed by a person after: {user.hold or user.message}"],
             [
                 ("Keyrotor-Policy", args.policy),
                 ("Keyrotor-User", args.user),
-                ("Keyrotor-Step", f"{args.user} resume {user.new_key}"),
+                ("Keyrotor-Step", f"{args.user} resume {user.new_key or user.old_key}"),
                 ("Keyrotor-Run", run_id()),
             ],
         )
         if not args.no_push:
             repo.push_status()
-    print(f"Resumed {args.user}: the next `keyrotor apply` stores {user.new_key} again.")
+    print(f"Resumed {args.user}: the next `keyrotor apply` carries on from here.")
     return 0
