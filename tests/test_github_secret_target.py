@@ -116,3 +116,22 @@ def test_bind_makes_a_client_from_the_environment_on_first_write(
     monkeypatch.setenv("GITHUB_TOKEN", github.token)
     bound.write(SECRET)
     assert github.secret("acme/alice", "AWS_SECRET_ACCESS_KEY") == SECRET.secret_access_key
+
+
+def test_preflight_passes_when_the_token_may_use_the_secrets(
+    github: GitHubStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", github.token)
+    assert target(github, GithubActionsSecretTarget(repository="acme/web")).preflight() is None
+
+
+def test_preflight_reports_a_token_github_refuses_before_any_key_exists(
+    github: GitHubStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_the-default-workflow-token")
+    spec = GithubActionsSecretTarget(repository="acme/web")
+    bound = GithubActionsSecret(spec, render, lambda: GitHubClient(github.url, "ghs_wrong"))
+    problem = bound.preflight()
+    assert problem is not None and problem.startswith("cannot use github-actions-secret acme/web")
+    assert "401" in problem and "ghs_wrong" not in problem
+    assert reading(bound).error == problem

@@ -57,12 +57,23 @@ class GithubActionsSecret:
         return None
 
     def preflight(self) -> str | None:
-        """Why a write would certainly fail, checked before any key is created."""
+        """Why a write would certainly fail, checked before any key is created.
+
+        Reading the public key needs the same "Secrets" permission as writing a secret, which
+        the GITHUB_TOKEN that Actions gives a workflow lacks: better to learn that now than after
+        CreateAccessKey. (A token that may read but not write still passes; `write` then fails
+        and the next run finishes storing the key from a readable target.)
+        """
         if not os.environ.get("GITHUB_TOKEN"):
             return (
                 "GITHUB_TOKEN is not set: keyrotor needs a token that may write Actions secrets "
                 f"of {self.repository}"
             )
+        try:
+            with self._client_factory() as client:
+                client.public_key(self.environment, repo=self.repository)
+        except GitHubError as exc:
+            return f"cannot use {self.description}: {exc}"
         return None
 
     def write(self, secret: AccessKeySecret) -> None:
