@@ -135,3 +135,14 @@ def test_preflight_reports_a_token_github_refuses_before_any_key_exists(
     assert problem is not None and problem.startswith("cannot use github-actions-secret acme/web")
     assert "401" in problem and "ghs_wrong" not in problem
     assert reading(bound).error == problem
+
+
+def test_the_plan_workflow_checks_only_that_a_token_is_set(
+    github: GitHubStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_the-default-workflow-token")
+    monkeypatch.setenv("KEYROTOR_GITHUB_PREFLIGHT", "presence")
+    spec = GithubActionsSecretTarget(repository="acme/web")
+    bound = GithubActionsSecret(spec, render, lambda: GitHubClient(github.url, "ghs_wrong"))
+    assert bound.preflight() is None
+    assert github.requests == []

@@ -69,6 +69,8 @@ class GithubActionsSecret:
                 "GITHUB_TOKEN is not set: keyrotor needs a token that may write Actions secrets "
                 f"of {self.repository}"
             )
+        if os.environ.get("KEYROTOR_GITHUB_PREFLIGHT") == "presence":
+            return None  # the plan workflow: it must never hold the token that may write secrets
         try:
             with self._client_factory() as client:
                 client.public_key(self.environment, repo=self.repository)
