@@ -31,7 +31,7 @@ from controller.planner import Action, ActionKind, Outcome, Plan, PolicyPlan, re
 from controller.policy import Policy
 from controller.secret import AccessKeySecret, mask
 from controller.status import Phase, PolicyStatus, dump, status_path
-from controller.targets import BoundTarget, bind_all
+from controller.targets import BoundTarget, bind_all, find_secret
 
 Hook = Callable[[str], None]
 
@@ -305,15 +305,6 @@ class Executor:
     def _holders(self, targets: list[BoundTarget], key_id: str) -> list[BoundTarget]:
         return [t for t in targets if t.readable and _held(t) == key_id]
 
-    @staticmethod
-    def _find(targets: list[BoundTarget], key_id: str) -> AccessKeySecret | None:
-        """The secret of `key_id` from any readable target, current value or history."""
-        for target in targets:
-            if target.readable and (secret := target.find(key_id)) is not None:
-                mask(secret)
-                return secret
-        return None
-
     def _store(
         self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
     ) -> Outcome:
@@ -321,7 +312,7 @@ class Executor:
         keys = self._keys(iam, action.user)
         if action.key not in keys:
             raise PreconditionFailed(f"key {action.key} of {action.user} no longer exists")
-        secret = self._find(targets, action.key)
+        secret = find_secret(targets, action.key)
         if secret is None:
             raise PreconditionFailed(
                 f"no target holds the secret of key {action.key}, now or in its history. Delete "
@@ -348,7 +339,7 @@ class Executor:
             AccessKeyId=action.key,
             Status="Active",
         )
-        secret = self._find(targets, action.key)
+        secret = find_secret(targets, action.key)
         if secret is None:
             return Outcome(
                 action.key,

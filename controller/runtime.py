@@ -18,7 +18,7 @@ from controller.errors import KeyrotorError
 from controller.inventory import Inventory, PolicyObservation
 from controller.planner import Plan, UserPlan, plan
 from controller.policy import Policy
-from controller.secret import AccessKeySecret, mask
+from controller.secret import AccessKeySecret
 from controller.status import STATUS_DIR, PolicyStatus, load, status_path
 
 
@@ -118,8 +118,5 @@ def _new_key_secret(
         return None
     from controller import targets
 
-    for target in targets.bind_all(policy, up.user, observation.account_id, sessions):
-        if target.readable and (secret := target.find(new_key)) is not None:
-            mask(secret)
-            return secret
-    return None
+    bound = targets.bind_all(policy, up.user, observation.account_id, sessions)
+    return targets.find_secret(bound, new_key)

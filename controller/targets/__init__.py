@@ -7,6 +7,7 @@ refuse to deactivate or delete a key that a target still holds.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 from controller.aws import AwsSessions
@@ -19,7 +20,7 @@ from controller.policy import (
     Target,
     render_template,
 )
-from controller.secret import AccessKeySecret
+from controller.secret import AccessKeySecret, mask
 
 
 class BoundTarget(Protocol):
@@ -77,6 +78,18 @@ def bind_all(
     can be read back holds the new key, so the next run can finish the job instead of losing it."""
     bound = [bind(t, policy, user, account_id, sessions) for t in policy.targets]
     return sorted(bound, key=lambda b: not b.readable)
+
+
+def find_secret(targets: Iterable[BoundTarget], key_id: str) -> AccessKeySecret | None:
+    """The secret of `key_id` from any readable target, current value or history.
+
+    In GitHub Actions the secret is masked in the log the moment it is in memory.
+    """
+    for target in targets:
+        if target.readable and (secret := target.find(key_id)) is not None:
+            mask(secret)
+            return secret
+    return None
 
 
 def reading(target: BoundTarget) -> TargetReading:
