@@ -1,100 +1,45 @@
-"""Shared fixtures: a real Git remote, the embedded AWS, and a guard against the network.
+"""Fixtures: a real Git remote, the embedded AWS, the GitHub stand-in, one rotation world, and a
+guard against the network. The helpers behind them live in `tests/support/`.
 
 Tests use real parts: GitPython against a bare repository with real pushes, boto3 against a
 moto server on a loopback port. Nothing here may reach a non-loopback address.
+
+Tests that use the embedded AWS or the GitHub stand-in are marked `e2e` automatically, so
+`pytest -m "not e2e"` runs the fast unit tests alone.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import boto3
-import git
 import pytest
 
 from controller.sandbox import Sandbox, start_sandbox
+from tests.support.github_standin import GitHubStandIn, run_standin
+from tests.support.gitremote import GitRemote, make_remote
+from tests.support.network import guarded_connect, guarded_connect_ex
+from tests.support.world import World
 
-# --- network guard -----------------------------------------------------------------------------
-
-_real_connect = socket.socket.connect
-_real_connect_ex = socket.socket.connect_ex
-
-
-def _is_loopback(address: Any) -> bool:
-    if not isinstance(address, tuple):
-        return True  # AF_UNIX paths are local
-    host = address[0]
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost would need DNS: not local
+#: Fixtures that make a test end-to-end: it talks to a server process over loopback.
+E2E_FIXTURES = frozenset({"sandbox_server", "aws", "world", "github"})
 
 
-def _guarded_connect(self: socket.socket, address: Any) -> None:
-    if not _is_loopback(address):
-        raise ConnectionRefusedError(f"test tried to reach non-loopback address {address!r}")
-    _real_connect(self, address)
-
-
-def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
-    if not _is_loopback(address):
-        raise ConnectionRefusedError(f"test tried to reach non-loopback address {address!r}")
-    return _real_connect_ex(self, address)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail any test that tries to connect anywhere but loopback."""
-    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
-
-
-# --- git ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class GitRemote:
-    """A bare "origin" and a working clone of it with one commit on `main`."""
-
-    bare: Path
-    clone: Path
-    repo: git.Repo
-
-    def second_clone(self, path: Path) -> git.Repo:
-        """Another checkout of the same origin, as a concurrent run would have."""
-        repo = git.Repo.clone_from(str(self.bare), str(path), branch="main")
-        _identity(repo, "Other Run", "other@example.com")
-        return repo
-
-
-def _identity(repo: git.Repo, name: str, email: str) -> None:
-    with repo.config_writer() as cfg:
-        cfg.set_value("user", "name", name)
-        cfg.set_value("user", "email", email)
-
-
-@pytest.fixture
-def git_remote(tmp_path: Path) -> GitRemote:
-    bare = tmp_path / "origin.git"
-    git.Repo.init(str(bare), bare=True, initial_branch="main")
-    clone_path = tmp_path / "work"
-    repo = git.Repo.init(str(clone_path), initial_branch="main")
-    _identity(repo, "Test User", "test@example.com")
-    (clone_path / "README.md").write_text("policies\n")
-    repo.index.add(["README.md"])
-    repo.index.commit("initial commit")
-    repo.create_remote("origin", str(bare))
-    repo.git.push("--set-upstream", "origin", "main")
-    return GitRemote(bare=bare, clone=clone_path, repo=repo)
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
 
 
 @pytest.fixture(autouse=True)
@@ -108,7 +53,10 @@ def _isolated_git_config(
     yield
 
 
-# --- the embedded AWS --------------------------------------------------------------------------
+@pytest.fixture
+def git_remote(tmp_path: Path) -> GitRemote:
+    return make_remote(tmp_path)
+
 
 #: Every test starts with the sandbox clock here, so expectations can be written as dates.
 SANDBOX_START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -136,3 +84,15 @@ def aws(sandbox_server: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sa
             monkeypatch.setenv(name, value)
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     yield sandbox_server
+
+
+@pytest.fixture
+def github() -> Iterator[GitHubStandIn]:
+    """The GitHub stand-in: every request and response checked against GitHub's OpenAPI."""
+    yield from run_standin()
+
+
+@pytest.fixture
+def world(aws: Sandbox, tmp_path: Path, git_remote: GitRemote) -> World:
+    """The embedded AWS, a policy repository (bare origin and a clone) and nothing seeded yet."""
+    return World(aws=aws, bare=git_remote.bare, clone=git_remote.clone, tmp=tmp_path)

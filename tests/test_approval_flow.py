@@ -7,7 +7,6 @@ stand-in (any request or answer outside GitHub's published contract fails the te
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -19,11 +18,9 @@ from controller.approvals import dump as dump_approvals
 from controller.cli import main
 from controller.github.client import GitHubClient, PullRequest
 from controller.inventory import ObservedKey
-from controller.sandbox import Sandbox
 from controller.sandbox.config import DEFAULT_START as T0
-from tests.conftest import GitRemote
-from tests.github_standin import GitHubStandIn, run_standin
-from tests.rotation_world import SECRET_ID, World, advance
+from tests.support.github_standin import GitHubStandIn
+from tests.support.world import SECRET_ID, World, advance
 
 REPO = "acme/policies"
 APP_REPO = "acme/app"
@@ -49,19 +46,11 @@ spec:
 DUE = advance(T0, days=80)
 
 
-@pytest.fixture
-def github() -> Iterator[GitHubStandIn]:
-    yield from run_standin()
-
-
-@pytest.fixture
-def world(
-    aws: Sandbox,
-    tmp_path: Path,
-    git_remote: GitRemote,
-    github: GitHubStandIn,
-    monkeypatch: pytest.MonkeyPatch,
-) -> World:
+@pytest.fixture(autouse=True)
+def _connected_to_github(
+    world: World, github: GitHubStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The policy repository is on GitHub: reconcile sees the stand-in and the CI variables."""
     for variable, value in {
         "GITHUB_API_URL": github.url,
         "GITHUB_TOKEN": github.token,
@@ -72,9 +61,7 @@ def world(
         monkeypatch.setenv(variable, value)
     for user in ("deploy-bot", "backup-bot"):
         github.add_environment(APP_REPO, user)
-    w = World(aws=aws, bare=git_remote.bare, clone=git_remote.clone, tmp=tmp_path)
-    w.seed_policy(MANIFEST)
-    return w
+    world.seed_policy(MANIFEST)
 
 
 def reconcile(world: World, now: datetime) -> int:

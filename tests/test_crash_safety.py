@@ -16,8 +16,8 @@ import pytest
 from controller.commands.apply import execute
 from controller.sandbox import Sandbox
 from controller.sandbox.config import DEFAULT_START as T0
-from tests.conftest import GitRemote
-from tests.rotation_world import MANIFEST, PARAMETER, SECRET_ID, World, advance
+from tests.support.gitremote import GitRemote
+from tests.support.world import MANIFEST, PARAMETER, SECRET_ID, World, advance
 
 SM = f"aws-secrets-manager {SECRET_ID}"
 SSM = f"aws-ssm-parameter {PARAMETER}"
@@ -45,12 +45,10 @@ class SimulatedCrash(BaseException):
     """Not an Exception: nothing in keyrotor may catch it, as nothing catches SIGKILL."""
 
 
-@pytest.fixture
-def world(aws: Sandbox, tmp_path: Path, git_remote: GitRemote) -> World:
-    w = World(aws=aws, bare=git_remote.bare, clone=git_remote.clone, tmp=tmp_path)
-    w.seed_policy()
-    w.seed_user(at=T0)
-    return w
+@pytest.fixture(autouse=True)
+def _seeded(world: World) -> None:
+    world.seed_policy()
+    world.seed_user(at=T0)
 
 
 def run(world: World, now: datetime, crash_at: str | None = None) -> None:

@@ -25,7 +25,10 @@ from controller.demo import SCENARIOS, DemoResult, run_demo
 from controller.demo.app import Application, schedule
 from controller.demo.scenario import START, USERS, Scenario
 from controller.demo.timeline import OPERATOR, PHASE, WAITING, Event
-from tests.conftest import _guarded_connect, _guarded_connect_ex
+from tests.support.network import guarded_connect, guarded_connect_ex
+
+# Each test here starts a sandbox server process of its own.
+pytestmark = pytest.mark.e2e
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,8 @@ def _loopback_only() -> Iterator[None]:
     import socket
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(socket.socket, "connect", _guarded_connect)
-        mp.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+        mp.setattr(socket.socket, "connect", guarded_connect)
+        mp.setattr(socket.socket, "connect_ex", guarded_connect_ex)
         yield
 
 

@@ -14,7 +14,7 @@ from openapi_core import OpenAPI
 
 from controller.errors import KeyrotorError
 from controller.github import GitHubClient, GitHubError
-from tests.github_standin import GitHubStandIn, openapi, run_standin, spec_document
+from tests.support.github_standin import GitHubStandIn, openapi, run_standin, spec_document
 
 REPO = "acme/gitops"
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

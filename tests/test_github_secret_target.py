@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import boto3
@@ -15,14 +14,9 @@ from controller.policy import GithubActionsSecretTarget, Policy, Source, UserSel
 from controller.secret import AccessKeySecret
 from controller.targets import bind, reading
 from controller.targets.github import GithubActionsSecret
-from tests.github_standin import GitHubStandIn, run_standin
+from tests.support.github_standin import GitHubStandIn
 
 SECRET = AccessKeySecret("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
-
-
-@pytest.fixture
-def github() -> Iterator[GitHubStandIn]:
-    yield from run_standin()
 
 
 def render(text: str) -> str:

@@ -10,7 +10,7 @@ import pytest
 
 from controller.errors import GitError, PushRejected
 from controller.gitops.repo import FALLBACK_EMAIL, FALLBACK_NAME, StatusRepo, redact
-from tests.conftest import GitRemote
+from tests.support.gitremote import GitRemote
 
 STATUS = "status/payments.yaml"
 

@@ -18,7 +18,7 @@ from controller.gitops.history import (
     read_history,
 )
 from controller.gitops.repo import StatusRepo, run_git
-from tests.conftest import GitRemote
+from tests.support.gitremote import GitRemote
 
 
 def record(

@@ -7,23 +7,19 @@ a client that reads its credentials from Secrets Manager and makes signed calls.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import git
 import pytest
 
-from controller.sandbox import Sandbox
 from controller.sandbox.config import DEFAULT_START as T0
-from tests.rotation_world import POLICY, USER, World, advance
+from tests.support.world import POLICY, USER, World, advance
 
 DAY80 = advance(T0, days=80)
 
 
-@pytest.fixture
-def world(aws: Sandbox, tmp_path: Path, git_remote: object) -> World:
-    w = World(aws=aws, bare=git_remote.bare, clone=git_remote.clone, tmp=tmp_path)  # type: ignore[attr-defined]
-    w.seed_policy()
-    return w
+@pytest.fixture(autouse=True)
+def _seeded(world: World) -> None:
+    world.seed_policy()
 
 
 def rotate_fully(world: World) -> dict[str, str]:

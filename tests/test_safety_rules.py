@@ -8,7 +8,6 @@ reported, not crashed on.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -19,19 +18,15 @@ from controller.gitops.repo import StatusRepo
 from controller.inventory import AwsInventory
 from controller.planner import ActionKind
 from controller.runtime import make_plan, open_workspace
-from controller.sandbox import Sandbox
 from controller.sandbox.config import DEFAULT_START as T0
-from tests.conftest import GitRemote
-from tests.rotation_world import PARAMETER, USER, World, advance
+from tests.support.world import PARAMETER, USER, World, advance
 
 DAY80 = advance(T0, days=80)
 
 
-@pytest.fixture
-def world(aws: Sandbox, tmp_path: Path, git_remote: GitRemote) -> World:
-    w = World(aws=aws, bare=git_remote.bare, clone=git_remote.clone, tmp=tmp_path)
-    w.seed_policy()
-    return w
+@pytest.fixture(autouse=True)
+def _seeded(world: World) -> None:
+    world.seed_policy()
 
 
 def status_json(world: World, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:

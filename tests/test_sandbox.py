@@ -19,6 +19,9 @@ from botocore.exceptions import ClientError
 
 from controller.sandbox import AccessKeyPair, Sandbox, start_sandbox
 
+# Each test here starts a sandbox server process of its own.
+pytestmark = pytest.mark.e2e
+
 # The sandbox clock ticks in real time from wherever it was set; a test's own calls take
 # well under this, and it is far below the days-long jumps the tests make.
 SLACK = timedelta(minutes=1)

@@ -9,17 +9,14 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import git
 import pytest
 
 from controller.cli import main
-from controller.sandbox import Sandbox
 from controller.sandbox.config import DEFAULT_START as T0
-from tests.app_fleet import Fleet, Instance
-from tests.conftest import GitRemote
-from tests.rotation_world import POLICY, SECRET_ID, USER, World, advance
+from tests.support.app_fleet import Fleet, Instance
+from tests.support.world import POLICY, SECRET_ID, USER, World, advance
 
 DUE = advance(T0, days=80)
 HOUR = timedelta(hours=1)
@@ -40,11 +37,6 @@ spec:
       secretId: "ci/{{user}}/aws"
   approval: auto
 {checks}{extra}"""
-
-
-@pytest.fixture
-def world(aws: Sandbox, tmp_path: Path, git_remote: GitRemote) -> World:
-    return World(aws=aws, bare=git_remote.bare, clone=git_remote.clone, tmp=tmp_path)
 
 
 def seed(world: World, text: str | None) -> str:

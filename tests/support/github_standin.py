@@ -17,7 +17,7 @@ GitHub's behaviour that keyrotor depends on:
 - `rate_limit()` makes the next requests answer 403/429 with `Retry-After` or with
   `x-ratelimit-remaining: 0` and `x-ratelimit-reset`.
 
-Every request and every response is validated against tests/github_openapi (openapi-core).
+Every request and every response is validated against tests/support/github_openapi (openapi-core).
 Anything that does not match is recorded in `violations`, and `run_standin()` (the body of the
 tests' fixture) fails the test when any was recorded. Answers with a status an operation does
 not declare are allowed only for the statuses GitHub documents for all endpoints (401, 403,
