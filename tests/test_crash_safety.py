@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
 from controller.commands.apply import execute
-from controller.sandbox import Sandbox
 from controller.sandbox.config import DEFAULT_START as T0
-from tests.support.gitremote import GitRemote
 from tests.support.world import MANIFEST, PARAMETER, SECRET_ID, World, advance
 
 SM = f"aws-secrets-manager {SECRET_ID}"
@@ -164,16 +161,14 @@ ROLLBACK_POINTS = [
 
 
 @pytest.mark.parametrize("point", ROLLBACK_POINTS)
-def test_a_crash_while_rolling_back_converges_to_rolled_back(
-    aws: Sandbox, tmp_path: Path, git_remote: GitRemote, point: str
-) -> None:
-    flag = tmp_path / "smoke-exit-code"
+def test_a_crash_while_rolling_back_converges_to_rolled_back(world: World, point: str) -> None:
+    w = world
+    flag = w.tmp / "smoke-exit-code"
     flag.write_text("0")
-    w = World(aws=aws, bare=git_remote.bare, clone=git_remote.clone, tmp=tmp_path)
-    old = w.seed_user(at=T0)
+    (old,) = w.iam_keys()
     creds = json.dumps({"AccessKeyId": old, "SecretAccessKey": w.secrets[0]})
-    aws.client("secretsmanager").create_secret(Name=SECRET_ID, SecretString=creds)
-    aws.client("ssm").put_parameter(Name=PARAMETER, Value=creds, Type="SecureString")
+    w.aws.client("secretsmanager").create_secret(Name=SECRET_ID, SecretString=creds)
+    w.aws.client("ssm").put_parameter(Name=PARAMETER, Value=creds, Type="SecureString")
     smoke = f"import sys; sys.exit(int(open({str(flag)!r}).read()))"
     w.seed_policy(
         MANIFEST + "  checks:\n    - {type: new-key-used}\n"
