@@ -12,9 +12,7 @@ target has it) or deletes it (its secret is lost).
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -22,18 +20,18 @@ from typing import Any
 
 import boto3
 
+from controller import commits, lifecycle
 from controller.approvals import approvals_path
 from controller.approvals import dump as dump_approvals
-from controller.aws import AWS_ERRORS, CLIENT_CONFIG, AwsSessions, describe_error, error_code
+from controller.aws import AWS_ERRORS, CLIENT_CONFIG, describe_error, error_code
+from controller.context import RunContext
 from controller.errors import KeyrotorError
 from controller.gitops.repo import StatusRepo
-from controller.planner import Action, ActionKind, Outcome, Plan, PolicyPlan, record_success
+from controller.plan import Action, ActionKind, Outcome, Plan, PolicyPlan
 from controller.policy import Policy
-from controller.secret import AccessKeySecret, mask
-from controller.status import Phase, PolicyStatus, dump, status_path
-from controller.targets import BoundTarget, bind_all, find_secret
-
-Hook = Callable[[str], None]
+from controller.secret import AccessKeySecret
+from controller.status import PolicyStatus, dump, status_path
+from controller.targets import BoundTarget, TargetServices, bind_all, find_secret
 
 # A new key can take a few seconds to authenticate everywhere (IAM is eventually consistent).
 VERIFY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
@@ -59,34 +57,27 @@ class ActionResult:
 class ApplyResult:
     results: list[ActionResult] = field(default_factory=list)
     commits: list[str] = field(default_factory=list)
+    # Each policy's status as this run left it (what issues and summaries are built from).
+    statuses: dict[str, PolicyStatus] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[ActionResult]:
         return [r for r in self.results if not r.ok]
 
 
-def run_id() -> str:
-    """GitHub's run id when in Actions, so a commit links to the run that made it."""
-    return os.environ.get("GITHUB_RUN_ID") or f"local-{uuid.uuid4().hex[:12]}"
-
-
 class Executor:
     def __init__(
         self,
-        sessions: AwsSessions,
+        ctx: RunContext,
         repo: StatusRepo,
+        services: TargetServices,
         *,
-        now: datetime,
-        push: bool = True,
-        hook: Hook | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        echo: Callable[[str], None] = print,
-        run: str | None = None,
     ) -> None:
-        self.sessions, self.repo, self.now, self.push = sessions, repo, now, push
-        self._hook = hook or (lambda point: None)
-        self.sleep, self.echo = sleep, echo
-        self.run = run or run_id()
+        self.ctx, self.repo, self.services, self.sleep = ctx, repo, services, sleep
+        self.sessions = services.sessions
+        self.now, self.push, self.echo, self.run = ctx.now, ctx.push, ctx.echo, ctx.run_id
+        self._hook = ctx.hook or (lambda point: None)
 
     # -- the whole plan --
     def apply(self, plan: Plan) -> ApplyResult:
@@ -107,25 +98,23 @@ class Executor:
                 user_status = status.users[action.user]
                 if error is None:
                     done.append(ActionResult(action, True, outcome))
-                    status = status.with_user(
-                        action.user,
-                        record_success(pp.policy, user_status, action, outcome, self.now),
-                    )
-                    self.echo(f"{pp.policy.name}: {_done_line(action, outcome)}")
+                    after = lifecycle.on_success(pp.policy, user_status, action, outcome, self.now)
+                    status = status.with_user(action.user, after)
+                    self.echo(f"{pp.policy.name}: {commits.done_line(action, outcome)}")
                     continue
                 done.append(ActionResult(action, False, error=error))
-                failed = replace(user_status, message=f"{action.kind} failed: {error}")
-                if hold:
-                    failed = replace(failed, phase=Phase.BLOCKED, hold=failed.message)
-                status = status.with_user(action.user, failed)
+                after = lifecycle.on_failure(user_status, action, error, hold=hold)
+                status = status.with_user(action.user, after)
                 self.echo(f"{pp.policy.name}: {action.kind} for {action.user} FAILED: {error}")
                 break
         result.results.extend(done)
-        approvals = {
-            user: a for user, a in pp.approvals.items()
-            if not any(r.ok and r.action.kind == ActionKind.DELETE_KEY and r.action.user == user
-                       and r.action.key == a.old_key for r in done)
-        }  # fmt: skip
+        result.statuses[pp.policy.name] = status
+        deleted = [
+            (r.action.user, r.action.key or "")
+            for r in done
+            if r.ok and r.action.kind == ActionKind.DELETE_KEY
+        ]
+        approvals = lifecycle.approvals_left(pp.approvals, deleted)
         changes: dict[str, str | None] = {}
         if approvals != pp.approvals:
             changes[approvals_path(pp.policy.name)] = dump_approvals(pp.policy.name, approvals)
@@ -145,21 +134,14 @@ class Executor:
     ) -> PolicyStatus:
         for action in creates:
             status = status.with_user(
-                action.user, replace(status.users[action.user], intent_at=self.now)
+                action.user, lifecycle.on_intent(status.users[action.user], self.now)
             )
-        users = ", ".join(a.user for a in creates)
+        message = commits.intent_commit(policy.name, creates, self.run)
         sha = self.repo.commit(
             {status_path(policy.name): dump(replace(status, last_reconciled=self.now))},
-            f"keyrotor({policy.name}): about to create a key for {users}",
-            [
-                "Recorded before CreateAccessKey: if this run dies after creating a key, the next",
-                "run recognises the key as its own (created after this commit) and finishes or",
-                "removes it. No key exists yet for this step.",
-            ],
-            [("Keyrotor-Policy", policy.name)]
-            + [("Keyrotor-User", a.user) for a in creates]
-            + [("Keyrotor-Intent", f"{a.user} {a.kind} replaces {a.replaces}") for a in creates]
-            + [("Keyrotor-Run", self.run)],
+            message.subject,
+            message.body,
+            message.trailers,
         )
         if sha:
             result.commits.append(sha)
@@ -176,21 +158,14 @@ class Executor:
         changes: Mapping[str, str | None],
         previous: PolicyStatus,
     ) -> str | None:
-        ok = [r for r in done if r.ok]
-        phrases = [_phrase(r.action) for r in ok] or [_bookkeeping(status, previous)]
-        body = [f"{r.action.user}: {_done_line(r.action, r.outcome)}" for r in ok]
-        body += [f"{r.action.user}: {r.action.kind} FAILED: {r.error}" for r in done if not r.ok]
-        trailers = [("Keyrotor-Policy", policy.name)]
-        trailers += [("Keyrotor-User", u) for u in dict.fromkeys(r.action.user for r in ok)]
-        trailers += [("Keyrotor-Key", k) for k in dict.fromkeys(_key(r) for r in ok) if k]
-        trailers += [("Keyrotor-Step", f"{r.action.user} {r.action.kind} {_key(r)}") for r in ok]
-        trailers.append(("Keyrotor-Run", self.run))
-        return self.repo.commit(
-            changes,
-            f"keyrotor({policy.name}): {', '.join(phrases)}",
-            body or [f"Status of {len(status.users)} user(s) recorded; no key changed."],
-            trailers,
+        message = commits.steps_commit(
+            policy.name,
+            [(r.action, r.outcome) for r in done if r.ok],
+            [(r.action, r.error) for r in done if not r.ok],
+            _changed_users(status, previous),
+            self.run,
         )
+        return self.repo.commit(changes, message.subject, message.body, message.trailers)
 
     # -- one action --
     def _attempt(self, policy: Policy, action: Action) -> tuple[Outcome, str | None, bool]:
@@ -205,7 +180,7 @@ class Executor:
     def _execute(self, policy: Policy, action: Action) -> Outcome:
         iam = self.sessions.client(policy.account, "iam")
         account_id = self.sessions.account_id(policy.account)
-        targets = bind_all(policy, action.user, account_id, self.sessions)
+        targets = bind_all(policy, action.user, account_id, self.services)
         handler = {
             ActionKind.CREATE_KEY: self._create,
             ActionKind.STORE_KEY: self._store,
@@ -250,7 +225,7 @@ class Executor:
             "AccessKey"
         ]
         secret = AccessKeySecret(created["AccessKeyId"], created["SecretAccessKey"])
-        mask(secret)
+        self.ctx.announce_secret(secret.secret_access_key)
         self_used_at = self._verify(policy, iam, action.user, secret)
         for target in targets:
             self._write(target, secret)
@@ -302,6 +277,12 @@ class Executor:
             f"{waited.seconds}s ({last_error}); deleted it, nothing was stored"
         )
 
+    def _find_secret(self, targets: list[BoundTarget], key_id: str) -> AccessKeySecret | None:
+        secret = find_secret(targets, key_id)
+        if secret is not None:
+            self.ctx.announce_secret(secret.secret_access_key)
+        return secret
+
     def _holders(self, targets: list[BoundTarget], key_id: str) -> list[BoundTarget]:
         return [t for t in targets if t.readable and _held(t) == key_id]
 
@@ -312,7 +293,7 @@ class Executor:
         keys = self._keys(iam, action.user)
         if action.key not in keys:
             raise PreconditionFailed(f"key {action.key} of {action.user} no longer exists")
-        secret = find_secret(targets, action.key)
+        secret = self._find_secret(targets, action.key)
         if secret is None:
             raise PreconditionFailed(
                 f"no target holds the secret of key {action.key}, now or in its history. Delete "
@@ -339,24 +320,16 @@ class Executor:
             AccessKeyId=action.key,
             Status="Active",
         )
-        secret = find_secret(targets, action.key)
+        secret = self._find_secret(targets, action.key)
         if secret is None:
-            return Outcome(
-                action.key,
-                note="no target kept the old key's secret, so the targets "
-                "still hold the new key; both keys are active",
-            )
+            return Outcome(action.key, restored="none")
         for target in targets:
             if not target.readable or _held(target) != action.key:
                 self._write(target, secret)
-        unrestorable = [t.description for t in targets if not t.readable]
-        note = "every target holds the old key again"
+        unrestorable = tuple(t.description for t in targets if not t.readable)
         if unrestorable:
-            note = (
-                f"the readable targets hold the old key again; {', '.join(unrestorable)} "
-                "was rewritten with it too (GitHub secrets cannot be read back to check)"
-            )
-        return Outcome(action.key, note=note)
+            return Outcome(action.key, restored="readable", unreadable=unrestorable)
+        return Outcome(action.key, restored="all")
 
     def _delete_orphan(
         self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
@@ -411,9 +384,17 @@ class Executor:
         assert action.key is not None
         if holders := self._holders(targets, action.key):
             raise PreconditionFailed(f"{holders[0].description} holds key {action.key}; {refusal}")
-        self._call(
-            "delete_access_key", iam.delete_access_key, UserName=action.user, AccessKeyId=action.key
-        )
+        try:
+            self._call(
+                "delete_access_key",
+                iam.delete_access_key,
+                UserName=action.user,
+                AccessKeyId=action.key,
+            )
+        except AWS_ERRORS as exc:
+            # A lost answer, or another run deleting it too: the key is gone, the goal reached.
+            if error_code(exc) != "NoSuchEntity":
+                raise
         return Outcome(action.key)
 
 
@@ -422,45 +403,14 @@ def _held(target: BoundTarget) -> str | None:
     return secret.access_key_id if secret else None
 
 
-def _bookkeeping(status: PolicyStatus, previous: PolicyStatus) -> str:
-    """Subject of a commit that records observations only (a check result, an adopted key)."""
-    changed = sorted(
+def _changed_users(status: PolicyStatus, previous: PolicyStatus) -> list[str]:
+    return sorted(
         user
         for user in set(status.users) | set(previous.users)
         if _as_written(status, user) != _as_written(previous, user)
     )
-    if not changed:
-        return "record status"
-    shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
-    return f"record status of {shown}"
 
 
 def _as_written(status: PolicyStatus, user: str) -> dict[str, Any] | None:
     found = status.users.get(user)
     return found.to_dict() if found else None
-
-
-def _key(result: ActionResult) -> str:
-    return result.outcome.key_id or result.action.key or ""
-
-
-def _phrase(action: Action) -> str:
-    if action.kind == ActionKind.DEACTIVATE_KEY and action.reason.startswith("OVERDUE"):
-        return f"deactivate OVERDUE old key of {action.user}"
-    return {
-        ActionKind.CREATE_KEY: f"create key for {action.user}",
-        ActionKind.STORE_KEY: f"finish storing key for {action.user}",
-        ActionKind.DELETE_ORPHAN: f"delete orphan key of {action.user}",
-        ActionKind.DEACTIVATE_KEY: f"deactivate old key of {action.user}",
-        ActionKind.DELETE_KEY: f"delete old key of {action.user}",
-        ActionKind.REACTIVATE_KEY: f"roll back {action.user}",
-    }[action.kind]
-
-
-def _done_line(action: Action, outcome: Outcome) -> str:
-    if action.kind == ActionKind.CREATE_KEY:
-        return (
-            f"created {outcome.key_id} for {action.user} and stored it in every target "
-            f"(replaces {action.replaces})"
-        )
-    return f"{action.kind} {action.key or outcome.key_id} of {action.user}: {action.reason}"

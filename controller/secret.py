@@ -20,7 +20,7 @@ class AccessKeySecret:
         return f"access key {self.access_key_id}"
 
 
-def mask(secret: AccessKeySecret) -> None:
+def announce_mask(secret: AccessKeySecret) -> None:
     """In GitHub Actions, tell the runner to mask the secret in every later line of the log.
 
     This one line necessarily carries the secret; the runner consumes it and never shows it.

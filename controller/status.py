@@ -16,7 +16,9 @@ from typing import Any
 
 import yaml
 
+from controller.checks import CheckState
 from controller.errors import KeyrotorError
+from controller.reasons import Reason
 from controller.timefmt import from_iso, to_iso
 
 STATUS_DIR = "status"
@@ -39,28 +41,37 @@ class Phase(StrEnum):
 
 @dataclass(frozen=True)
 class RecordedCheck:
-    """A gate's last result; `since` is when it last changed, so a rerun commits nothing."""
+    """A gate's state, the time it last changed and what it said then.
+
+    Neither `since` nor `message` moves while the state holds: a check that keeps failing with
+    a fresher last-use time is not news, so a rerun commits nothing.
+    """
 
     check: str
-    passed: bool
+    state: CheckState
     message: str
     since: datetime
+
+    @property
+    def passed(self) -> bool:
+        return self.state == CheckState.PASSED
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "check": self.check,
-            "passed": self.passed,
+            "state": str(self.state),
             "message": self.message,
             "since": to_iso(self.since),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RecordedCheck:
+        if "state" in data:
+            state = CheckState(str(data["state"]))
+        else:  # written by keyrotor 0.1, which recorded a boolean
+            state = CheckState.PASSED if data.get("passed") else CheckState.FAILED
         return cls(
-            str(data["check"]),
-            bool(data["passed"]),
-            str(data.get("message", "")),
-            from_iso(str(data["since"])),
+            str(data["check"]), state, str(data.get("message", "")), from_iso(str(data["since"]))
         )
 
 
@@ -92,6 +103,17 @@ class UserStatus:
     hold: str | None = None
     checks: tuple[RecordedCheck, ...] = ()
     message: str = ""
+    # Why the user is in this phase; `message` is its English, rendered once by the lifecycle.
+    reason: Reason | None = None
+
+    def overdue(self, now: datetime) -> bool:
+        """The key in service is past maxKeyAge and still active (in the grace period the old
+        key is already inactive: that is not overdue)."""
+        return (
+            self.overdue_at is not None
+            and now >= self.overdue_at
+            and self.phase not in (Phase.DEACTIVATED,)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"phase": str(self.phase)}
@@ -115,6 +137,8 @@ class UserStatus:
                 out[name] = to_iso(value) if isinstance(value, datetime) else value
         if self.checks:
             out["checks"] = [c.to_dict() for c in self.checks]
+        if self.reason is not None:
+            out["reason"] = str(self.reason)
         if self.message:
             out["message"] = self.message
         return out
@@ -143,7 +167,16 @@ class UserStatus:
             hold=data.get("hold"),
             checks=tuple(RecordedCheck.from_dict(c) for c in data.get("checks") or ()),
             message=str(data.get("message", "")),
+            reason=_reason(data.get("reason")),
         )
+
+
+def _reason(value: Any) -> Reason | None:
+    """A reason this version knows, else None (a newer keyrotor may have written one)."""
+    try:
+        return Reason(str(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,12 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from cronsim import CronSim, CronSimError
 
-from controller.durations import format_duration
 from controller.policy import Window
 
 __all__ = [
     "DEFAULT_HORIZON",
-    "describe",
+    "WindowState",
+    "explain",
     "is_open",
     "next_opening",
     "schedule_problem",
@@ -278,38 +278,32 @@ def next_opening(
     return found.at if found else None
 
 
-def _when(at: datetime, zone_name: str) -> str:
-    clock = "%H:%M:%S" if at.second else "%H:%M"
-    if zone_name == "UTC":
-        return f"{at:%Y-%m-%d {clock}}Z"
-    local = at.astimezone(time_zone(zone_name))
-    utc = f"{at:{clock}}Z" if local.date() == at.date() else f"{at:%Y-%m-%d {clock}}Z"
-    return f"{local:%Y-%m-%d {clock}} {zone_name} ({utc})"
+@dataclass(frozen=True)
+class WindowState:
+    """Whether disruptive steps may run at an instant, which window decides it, and when they
+    next may: the facts behind a "waiting for a maintenance window" message."""
+
+    allowed: bool
+    # The deny window open now, or (when allowed) the allow window open now.
+    inside: Window | None
+    # The next instant steps may run (None: allowed now, or not within `horizon`).
+    opens: datetime | None
+    # The zone of the window whose boundary `opens` is, for showing it in local time.
+    zone: str
+    horizon: timedelta
+    any_windows: bool
 
 
-def _name(window: Window) -> str:
-    return (
-        f"{window.kind} window '{window.schedule}' ({format_duration(window.duration)}, "
-        f"{window.time_zone})"
-    )
-
-
-def describe(windows: Sequence[Window], now: datetime, horizon: timedelta = DEFAULT_HORIZON) -> str:
-    """Why a disruptive step may or may not run at `now`, and when it next may, for people.
-
-    e.g. `outside maintenance windows; next allowed 2026-03-02 02:00 Europe/Berlin (01:00Z)`.
-    """
+def explain(
+    windows: Sequence[Window], now: datetime, horizon: timedelta = DEFAULT_HORIZON
+) -> WindowState:
+    """Why a disruptive step may or may not run at `now`, and when it next may."""
     at = _utc(now)
-    if not windows:
-        return "no maintenance windows; allowed at any time"
     allows = [w for w in windows if w.kind == "allow"]
     open_allow = next((w for w in allows if _open_span(w, at)), None)
     open_deny = next((w for w in windows if w.kind == "deny" and _open_span(w, at)), None)
     if open_deny is None and (open_allow is not None or not allows):
-        return f"inside {_name(open_allow)}" if open_allow else "outside deny windows"
-    reason = f"inside {_name(open_deny)}" if open_deny else "outside maintenance windows"
+        return WindowState(True, open_allow, None, "UTC", horizon, bool(windows))
     found = _search(windows, at, horizon)
-    if found is None:
-        return f"{reason}; not allowed within the next {format_duration(horizon)}"
-    zone_name = found.cause.time_zone if found.cause else "UTC"
-    return f"{reason}; next allowed {_when(found.at, zone_name)}"
+    zone = found.cause.time_zone if found and found.cause else "UTC"
+    return WindowState(False, open_deny, found.at if found else None, zone, horizon, True)

@@ -4,8 +4,9 @@ Usage: python scripts/trim_github_openapi.py SRC DST
 
 SRC is `generated/api.github.com.json` from the npm package `@octokit/openapi` (13 MB). DST gets
 only the operations listed in OPERATIONS, every component they reference (the `$ref` closure)
-and fixes for the description's known defects (see `patch`). The output is what the tests' GitHub
-stand-in validates every request and response against; see tests/support/github_openapi/PROVENANCE.md.
+and fixes for the description's known defects (see `patch`). The output is what the tests'
+GitHub stand-in validates every request and response against; see
+tests/support/github_openapi/PROVENANCE.md.
 
 The script checks its output before writing it: the trimmed description must pass
 openapi-spec-validator and every example it keeps must match its schema, so a new version of the

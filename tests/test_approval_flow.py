@@ -248,3 +248,19 @@ def test_reconcile_reports_to_the_workflow(world: World) -> None:
     summary = (world.tmp / "summary.md").read_text()
     assert "changes_present=true" in output
     assert "approval pull request for ci-deployers: opened" in summary
+
+
+def test_the_pull_request_says_so_when_a_waiting_key_becomes_overdue(world: World) -> None:
+    world.seed_user("deploy-bot", at=T0)
+    reconcile(world, DUE)
+    (first,) = open_pulls()
+    assert "overdue" not in (first.body or "")
+    branch = origin_branch(world)
+    reconcile(world, advance(T0, days=91))  # past maxKeyAge, still not approved
+    (overdue,) = open_pulls()
+    assert overdue.number == first.number
+    assert "**overdue** `deploy-bot`" in (overdue.body or "")
+    assert origin_branch(world) == branch, "the proposal did not change: no new commit"
+    reconcile(world, advance(T0, days=95))  # only the age moved
+    (later,) = open_pulls()
+    assert later.body == overdue.body

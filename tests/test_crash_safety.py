@@ -12,7 +12,6 @@ from datetime import datetime
 
 import pytest
 
-from controller.commands.apply import execute
 from controller.sandbox.config import DEFAULT_START as T0
 from tests.support.world import MANIFEST, PARAMETER, SECRET_ID, World, advance
 
@@ -58,11 +57,11 @@ def run(world: World, now: datetime, crash_at: str | None = None) -> None:
 
     clone = world.fresh_clone()
     if crash_at is None:
-        _, result = execute(clone, now)
+        _, result = world.apply(clone, now)
         assert not result.failed, [r.error for r in result.failed]
     else:
         with pytest.raises(SimulatedCrash):
-            execute(clone, now, hook=hook)
+            world.apply(clone, now, hook=hook)
     assert_safe(world)
 
 
@@ -124,7 +123,7 @@ def test_the_crash_points_tested_are_every_point_a_rotation_passes(world: World)
     seen: list[str] = []
     for now in (CREATE_AT, DEACTIVATE_AT, DELETE_AT):
         world.aws.set_clock(now)
-        execute(world.fresh_clone(), now, hook=seen.append)
+        world.apply(world.fresh_clone(), now, hook=seen.append)
         use_new_key(world, advance(now, hours=1))
     assert seen == CREATE_POINTS + DEACTIVATE_POINTS + DELETE_POINTS
 
@@ -144,7 +143,7 @@ def test_a_rejected_intent_push_stops_the_run_before_any_aws_change(world: World
     from controller.errors import PushRejected
 
     with pytest.raises(PushRejected):
-        execute(slow, CREATE_AT)
+        world.apply(slow, CREATE_AT)
     assert world.mutating_calls() == []
     assert len(world.iam_keys()) == 1
 

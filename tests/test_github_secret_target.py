@@ -12,7 +12,7 @@ from controller.errors import TargetError
 from controller.github import GitHubClient
 from controller.policy import GithubActionsSecretTarget, Policy, Source, UserSelection
 from controller.secret import AccessKeySecret
-from controller.targets import bind, reading
+from controller.targets import TargetServices, bind, reading
 from controller.targets.github import GithubActionsSecret
 from tests.support.github_standin import GitHubStandIn
 
@@ -90,10 +90,9 @@ def test_failure_is_a_target_error_without_the_secret(github: GitHubStandIn) -> 
     assert SECRET.secret_access_key not in message
 
 
-def test_bind_makes_a_client_from_the_environment_on_first_write(
-    github: GitHubStandIn, monkeypatch: pytest.MonkeyPatch
+def test_bind_makes_a_client_from_the_services_only_on_first_write(
+    github: GitHubStandIn,
 ) -> None:
-    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
     spec = GithubActionsSecretTarget(repository="acme/{user}")
     policy = Policy(
         name="ci",
@@ -103,26 +102,29 @@ def test_bind_makes_a_client_from_the_environment_on_first_write(
         targets=(spec,),
     )
     sessions = AwsSessions(boto3.Session(region_name="us-east-1"))
-    bound = bind(spec, policy, "alice", "123456789012", sessions)
+    factory = lambda: GitHubClient(github.url, github.token)  # noqa: E731
+    bound = bind(spec, policy, "alice", "123456789012", TargetServices(sessions, factory))
     assert bound.description == "github-actions-secret acme/alice AWS_SECRET_ACCESS_KEY"
     assert github.requests == []  # binding alone talks to nobody
-    monkeypatch.setenv("GITHUB_API_URL", github.url)
-    monkeypatch.setenv("GITHUB_TOKEN", github.token)
     bound.write(SECRET)
     assert github.secret("acme/alice", "AWS_SECRET_ACCESS_KEY") == SECRET.secret_access_key
 
 
-def test_preflight_passes_when_the_token_may_use_the_secrets(
-    github: GitHubStandIn, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("GITHUB_TOKEN", github.token)
+def test_without_a_token_preflight_says_so_and_write_refuses() -> None:
+    bound = GithubActionsSecret(GithubActionsSecretTarget(repository="acme/web"), render)
+    problem = bound.preflight()
+    assert problem is not None and "no GitHub token is set" in problem
+    with pytest.raises(TargetError, match="no GitHub token is set"):
+        bound.write(SECRET)
+
+
+def test_preflight_passes_when_the_token_may_use_the_secrets(github: GitHubStandIn) -> None:
     assert target(github, GithubActionsSecretTarget(repository="acme/web")).preflight() is None
 
 
 def test_preflight_reports_a_token_github_refuses_before_any_key_exists(
-    github: GitHubStandIn, monkeypatch: pytest.MonkeyPatch
+    github: GitHubStandIn,
 ) -> None:
-    monkeypatch.setenv("GITHUB_TOKEN", "ghs_the-default-workflow-token")
     spec = GithubActionsSecretTarget(repository="acme/web")
     bound = GithubActionsSecret(spec, render, lambda: GitHubClient(github.url, "ghs_wrong"))
     problem = bound.preflight()
@@ -131,12 +133,10 @@ def test_preflight_reports_a_token_github_refuses_before_any_key_exists(
     assert reading(bound).error == problem
 
 
-def test_the_plan_workflow_checks_only_that_a_token_is_set(
-    github: GitHubStandIn, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("GITHUB_TOKEN", "ghs_the-default-workflow-token")
-    monkeypatch.setenv("KEYROTOR_GITHUB_PREFLIGHT", "presence")
+def test_the_plan_workflow_checks_only_that_a_token_is_set(github: GitHubStandIn) -> None:
     spec = GithubActionsSecretTarget(repository="acme/web")
-    bound = GithubActionsSecret(spec, render, lambda: GitHubClient(github.url, "ghs_wrong"))
+    bound = GithubActionsSecret(
+        spec, render, lambda: GitHubClient(github.url, "ghs_wrong"), preflight_mode="presence"
+    )
     assert bound.preflight() is None
     assert github.requests == []

@@ -28,6 +28,8 @@ from controller.policy import (
     UserSelection,
     Window,
 )
+from controller.reasons import Reason
+from controller.render import plan_document, summary
 from controller.status import Phase, PolicyStatus, UserStatus
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -555,23 +557,30 @@ def test_success_of_each_step_moves_the_phase_along_the_lifecycle() -> None:
 def test_the_plan_summary_counts_actions_and_findings_like_terraform() -> None:
     obs = PolicyObservation("ci", {"bot": ObservedUser("bot", (key(OLD, T0),), held(OLD, OLD))})
     result = plan([policy()], {"ci": obs}, {}, T0 + 91 * DAY)
-    assert result.summary() == (
+    assert summary(result) == (
         "Plan: 1 key to create, 0 to deactivate, 0 to delete; 1 overdue, 0 blocked"
     )
 
 
 def test_the_json_plan_has_the_documented_shape() -> None:
     obs = PolicyObservation("ci", {"bot": ObservedUser("bot", (key(OLD, T0),), held(OLD, OLD))})
-    doc = plan([policy()], {"ci": obs}, {}, T0 + 80 * DAY).to_dict()
-    assert doc["format_version"] == "1"
+    doc = plan_document(plan([policy()], {"ci": obs}, {}, T0 + 80 * DAY))
+    assert doc["format_version"] == "2"
     assert doc["actions"] == [
         {
             "policy": "ci",
             "user": "bot",
             "action": "create-key",
             "key": None,
-            "reason": f"key {OLD} reached rotation age 76d on 2026-03-18; key is 80d old",
             "replaces": OLD,
+            "reason": "rotation-age",
+            "message": f"key {OLD} reached rotation age 76d on 2026-03-18; key is 80d old",
+            "facts": {
+                "age": 80 * 86400,
+                "key": OLD,
+                "rotate_at": "2026-03-18T00:00:00Z",
+                "rotate_at_age": 76 * 86400,
+            },
         }
     ]
 
@@ -606,7 +615,7 @@ def test_a_failing_check_in_the_grace_period_reactivates_the_old_key() -> None:
         external=external,
     )
     assert kinds(up) == [ActionKind.REACTIVATE_KEY]
-    assert up.actions[0].key == OLD and "502 from app" in up.actions[0].reason
+    assert up.actions[0].key == OLD and "502 from app" in up.actions[0].message
 
 
 def test_checks_that_have_not_run_never_trigger_a_rollback_but_ask_to_be_run() -> None:
@@ -634,7 +643,7 @@ def test_a_rollback_is_recorded_as_rolled_back_with_what_happened_to_the_targets
         pol,
         up.status,
         up.actions[0],
-        Outcome(OLD, note="every target holds the old key again"),
+        Outcome(OLD, restored="all"),
         T0 + 83 * DAY,
     )
     assert after.phase == Phase.ROLLED_BACK
@@ -689,7 +698,8 @@ def test_on_overdue_deactivate_deactivates_an_overdue_old_key_without_the_gates(
         pol=policy(on_overdue="deactivate"),
     )
     assert kinds(up) == [ActionKind.DEACTIVATE_KEY]
-    assert up.actions[0].reason.startswith("OVERDUE:")
+    assert up.actions[0].reason == Reason.OVERDUE_FORCED
+    assert up.actions[0].message.startswith("OVERDUE:")
 
 
 def test_on_overdue_report_only_reports_an_overdue_old_key() -> None:

@@ -11,14 +11,12 @@ import json
 
 import pytest
 
-from controller.aws import AwsSessions
 from controller.cli import main
 from controller.executor import VERIFY_DELAYS, Executor
 from controller.gitops.repo import StatusRepo
-from controller.inventory import AwsInventory
 from controller.planner import ActionKind
-from controller.runtime import make_plan, open_workspace
 from controller.sandbox.config import DEFAULT_START as T0
+from controller.service import open_workspace, plan_once, target_services
 from tests.support.world import PARAMETER, USER, World, advance
 
 DAY80 = advance(T0, days=80)
@@ -58,11 +56,11 @@ def test_a_key_made_by_a_person_after_planning_stops_the_create_before_a_third_k
     world.seed_user(at=T0)
     world.aws.set_clock(DAY80)
     with StatusRepo.open(world.clone) as repo:
-        sessions = AwsSessions()
-        plan = make_plan(open_workspace(repo.root), AwsInventory(sessions), DAY80)
+        ctx = world.context(DAY80)
+        plan = plan_once(ctx, open_workspace(repo.root))
         assert [a.kind for a in plan.actions] == [ActionKind.CREATE_KEY]
         world.aws.client("iam").create_access_key(UserName=USER)  # a person, meanwhile
-        result = Executor(sessions, repo, now=DAY80, echo=lambda _: None).apply(plan)
+        result = Executor(ctx, repo, target_services(ctx)).apply(plan)
     assert [r.error for r in result.failed] == [
         f"{USER} already has two access keys ({', '.join(sorted(world.iam_keys()))}); "
         "a third cannot exist"
@@ -102,11 +100,11 @@ def test_a_stale_plan_never_deactivates_a_key_a_target_still_holds(world: World)
     now = advance(DAY80, days=2)
     world.aws.set_clock(now)
     with StatusRepo.open(world.clone) as repo:
-        sessions = AwsSessions()
-        plan = make_plan(open_workspace(repo.root), AwsInventory(sessions), now)
+        ctx = world.context(now)
+        plan = plan_once(ctx, open_workspace(repo.root))
         assert [a.kind for a in plan.actions] == [ActionKind.DEACTIVATE_KEY]
         overwrite_parameter_with(world, {"AccessKeyId": old, "SecretAccessKey": world.secrets[0]})
-        result = Executor(sessions, repo, now=now, echo=lambda _: None).apply(plan)
+        result = Executor(ctx, repo, target_services(ctx)).apply(plan)
     assert len(result.failed) == 1
     assert "refusing to deactivate" in result.failed[0].error
     assert world.iam_keys()[old] == "Active"
@@ -118,11 +116,11 @@ def test_a_stale_plan_never_deletes_a_key_a_target_holds(world: World) -> None:
     now = advance(DAY80, days=10)
     world.aws.set_clock(now)
     with StatusRepo.open(world.clone) as repo:
-        sessions = AwsSessions()
-        plan = make_plan(open_workspace(repo.root), AwsInventory(sessions), now)
+        ctx = world.context(now)
+        plan = plan_once(ctx, open_workspace(repo.root))
         assert [a.kind for a in plan.actions] == [ActionKind.DELETE_KEY]
         overwrite_parameter_with(world, {"AccessKeyId": old, "SecretAccessKey": world.secrets[0]})
-        result = Executor(sessions, repo, now=now, echo=lambda _: None).apply(plan)
+        result = Executor(ctx, repo, target_services(ctx)).apply(plan)
     assert "refusing to delete" in result.failed[0].error
     assert old in world.iam_keys()
 
@@ -132,10 +130,10 @@ def test_the_only_active_key_is_never_deactivated(world: World) -> None:
     now = advance(DAY80, days=2)
     world.aws.set_clock(now)
     with StatusRepo.open(world.clone) as repo:
-        sessions = AwsSessions()
-        plan = make_plan(open_workspace(repo.root), AwsInventory(sessions), now)
+        ctx = world.context(now)
+        plan = plan_once(ctx, open_workspace(repo.root))
         world.aws.client("iam").update_access_key(UserName=USER, AccessKeyId=new, Status="Inactive")
-        result = Executor(sessions, repo, now=now, echo=lambda _: None).apply(plan)
+        result = Executor(ctx, repo, target_services(ctx)).apply(plan)
     assert "would leave no working key" in result.failed[0].error
     assert world.iam_keys()[old] == "Active"
 
@@ -194,12 +192,9 @@ def test_a_new_key_that_never_authenticates_is_deleted_and_the_user_held_until_r
     slept: list[float] = []
     world.aws.set_clock(DAY80)
     with StatusRepo.open(world.clone) as repo:
-        sessions = AwsSessions()
-        plan = make_plan(open_workspace(repo.root), AwsInventory(sessions), DAY80)
-        result = Executor(
-            sessions, repo, now=DAY80, hook=never_authenticates, sleep=slept.append,
-            echo=lambda _: None,
-        ).apply(plan)  # fmt: skip
+        ctx = world.context(DAY80, hook=never_authenticates)
+        plan = plan_once(ctx, open_workspace(repo.root))
+        result = Executor(ctx, repo, target_services(ctx), sleep=slept.append).apply(plan)
     assert "did not authenticate" in result.failed[0].error
     assert slept == list(VERIFY_DELAYS), "retried with backoff, without real sleeping"
     assert world.iam_keys() == {old: "Active"} and world.held_key_ids() == set()

@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from controller.messages import describe_windows as describe
 from controller.policy import Window
 from controller.windows import (
-    describe,
     is_open,
     next_opening,
     schedule_problem,

@@ -11,8 +11,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from controller.commands import now_of
 from controller.durations import format_duration
-from controller.runtime import all_statuses, now_of
+from controller.service import all_statuses
 from controller.status import PolicyStatus, UserStatus
 from controller.timefmt import to_iso
 
@@ -31,7 +32,7 @@ def _rows(statuses: list[PolicyStatus], policies: list[str]) -> list[tuple[str, 
 
 
 def _overdue(st: UserStatus, now: datetime) -> bool:
-    return st.overdue_at is not None and now >= st.overdue_at
+    return st.overdue(now)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,7 +49,17 @@ def run(args: argparse.Namespace) -> int:
                 "overdue": _overdue(st, now),
                 "nextStep": st.next_step,
                 "nextAt": to_iso(st.next_at) if st.next_at else None,
+                "reason": str(st.reason) if st.reason else None,
                 "message": st.message,
+                "checks": [
+                    {
+                        "check": c.check,
+                        "state": str(c.state),
+                        "message": c.message,
+                        "since": to_iso(c.since),
+                    }
+                    for c in st.checks
+                ],
             }
             for policy, user, st in rows
         ]
@@ -77,6 +88,13 @@ def run(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    details = [(policy, user, st) for policy, user, st in rows if st.message or st.checks]
+    if details:
+        print()
+    for policy, user, st in details:
+        print(f"{policy}/{user}: {st.message}")
+        for c in st.checks:
+            print(f"    {c.check:<14} {c.state:<8} since {c.since:%Y-%m-%d %H:%M}Z  {c.message}")
     overdue = sum(1 for _, _, st in rows if _overdue(st, now))
     print(f"\n{len(rows)} users, {overdue} overdue.")
     return 0

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from controller.aws import AwsSessions
-from controller.commands.apply import execute
+from controller.context import RunContext
 from controller.demo.app import Application, CallFailure
 from controller.demo.scenario import (
     AUTO_POLICY,
@@ -53,10 +53,12 @@ from controller.durations import format_duration
 from controller.errors import KeyrotorError
 from controller.executor import ActionResult, ApplyResult
 from controller.manifests import load_policies
-from controller.planner import ActionKind, FindingKind, Plan, UserPlan
+from controller.plan import ActionKind, FindingKind, Plan, UserPlan
 from controller.policy import OldKeyIdleCheck, Policy, SecretsManagerTarget, SsmParameterTarget
-from controller.runtime import all_statuses
+from controller.reasons import Reason
+from controller.render import user_lines
 from controller.sandbox import Sandbox
+from controller.service import all_statuses, apply_once, open_workspace, plan_once
 from controller.status import Phase, UserStatus
 from controller.timefmt import to_iso
 
@@ -253,10 +255,12 @@ class _Simulation:
             f"  Day {day}: {user}'s rotation has waited for days. Why? The operator asks:"
         )
         self.console.line(f"  $ keyrotor plan --policy {policy} --now {to_iso(at)}")
-        text = _cli(
-            ["plan", "--repo", str(self.repos.work), "--policy", policy, "--now", to_iso(at)]
-        )
-        self.console.block(_user_block(text, user))
+        self._sessions = self._sessions or AwsSessions()
+        ctx = RunContext(at, self._sessions)
+        shown = plan_once(ctx, open_workspace(self.repos.work, [policy]))
+        block = [line for pp in shown.policies for up in pp.users if up.user == user
+                 for line in user_lines(up)]  # fmt: skip
+        self.console.block("\n".join(block))
         self.console.line(
             f"  The old key is still in use, so an instance never switched: {straggler.instance}"
         )
@@ -301,7 +305,8 @@ class _Simulation:
         try:
             with contextlib.redirect_stdout(buffer):
                 self._sessions = self._sessions or AwsSessions()
-                plan, result = execute(self.repos.work, now, hook=hook, sessions=self._sessions)
+                ctx = RunContext(now, self._sessions, hook=hook, run_id=f"demo-{self.reconciles}")
+                plan, result = apply_once(ctx, self.repos.work)
         except KeyrotorError as exc:
             self.problems.append(f"day {(now - START).days}: keyrotor apply failed: {exc}")
             self.aborted = True
@@ -374,14 +379,17 @@ def _reason(
     for r in done:
         a = r.action
         if a.kind == ActionKind.CREATE_KEY:
-            parts.append(f"created {r.outcome.key_id}, stored it in every target: {a.reason}")
-        elif a.kind == ActionKind.DEACTIVATE_KEY:
-            why = a.reason.split(": ", 1)[1] if a.reason.startswith("new key ") else a.reason
+            parts.append(f"created {r.outcome.key_id}, stored it in every target: {a.message}")
+        elif a.kind == ActionKind.DEACTIVATE_KEY and a.reason == Reason.NEW_KEY_IN_USE:
+            passed = a.facts.get("passed")
+            why = "; ".join(passed) if isinstance(passed, tuple) else a.message
             parts.append(f"deactivated {a.key}: {why}")
+        elif a.kind == ActionKind.DEACTIVATE_KEY:
+            parts.append(f"deactivated {a.key}: {a.message}")
         elif a.kind == ActionKind.DELETE_KEY:
-            parts.append(f"deleted {a.key}: {a.reason}")
+            parts.append(f"deleted {a.key}: {a.message}")
         else:
-            parts.append(f"{a.kind} {a.key or ''}: {a.reason}")
+            parts.append(f"{a.kind} {a.key or ''}: {a.message}")
     if parts:
         return "; ".join(parts)
     if overdue_new:
@@ -634,18 +642,3 @@ def _cli(argv: list[str]) -> str:
     if code not in (0, 2):
         buffer.write(f"(keyrotor {argv[0]} exited {code})\n")
     return buffer.getvalue()
-
-
-def _user_block(plan_text: str, user: str) -> str:
-    """The lines of a text plan about one user (its header and what is indented under it)."""
-    lines = plan_text.splitlines()
-    out: list[str] = []
-    inside = False
-    for line in lines:
-        if line.startswith(f"  {user}:"):
-            inside = True
-        elif inside and not line.startswith("    "):
-            inside = False
-        if inside:
-            out.append(line.strip() if line.startswith(f"  {user}:") else line[2:])
-    return "\n".join(out) or plan_text

@@ -15,12 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from controller import commits
 from controller.errors import GitError
 from controller.gitops.repo import open_repo, redact, run_git
 from controller.timefmt import to_iso
 
-POLICY_TRAILER: Final = "Keyrotor-Policy"
-STEP_TRAILER: Final = "Keyrotor-Step"
+POLICY_TRAILER: Final = commits.POLICY
+STEP_TRAILER: Final = commits.STEP
 
 _FIELD = "\x1f"
 _VALUE = "\x1e"
@@ -111,7 +112,7 @@ def _approvals(
         if status != 0:
             continue
         for step in _entries(branch_log, wanted_users, wanted_policies):
-            if step.action == "propose":
+            if step.action == commits.PROPOSE_STEP:
                 approvals.append(
                     HistoryEntry(sha, datetime.fromisoformat(committed), author, step.policy,
                                  step.user, "approve", step.key, subject)
@@ -130,14 +131,13 @@ def _entries(out: str, wanted_users: set[str], wanted_policies: set[str]) -> lis
         if not policy or (wanted_policies and policy not in wanted_policies):
             continue
         time = datetime.fromisoformat(committed)
-        for step in step_values.split(_VALUE):
-            words = step.split()
-            if len(words) != 3:
+        for value in step_values.split(_VALUE):
+            step = commits.parse_step(value)
+            if step is None or (wanted_users and step.user not in wanted_users):
                 continue
-            user, action, key = words
-            if wanted_users and user not in wanted_users:
-                continue
-            entries.append(HistoryEntry(sha, time, author, policy, user, action, key, subject))
+            entries.append(
+                HistoryEntry(sha, time, author, policy, step.user, step.action, step.key, subject)
+            )
     return entries
 
 

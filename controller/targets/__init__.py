@@ -7,10 +7,12 @@ refuse to deactivate or delete a key that a target still holds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from controller.aws import AwsSessions
+from controller.errors import TargetError
 from controller.inventory import TargetReading
 from controller.policy import (
     GithubActionsSecretTarget,
@@ -20,7 +22,20 @@ from controller.policy import (
     Target,
     render_template,
 )
-from controller.secret import AccessKeySecret, mask
+from controller.secret import AccessKeySecret
+
+if TYPE_CHECKING:
+    from controller.github.client import GitHubClient
+
+
+@dataclass(frozen=True)
+class TargetServices:
+    """What binding a target needs: AWS sessions, and a GitHub client for Actions secrets
+    (None when no token may write them) with the preflight mode (see `GithubActionsSecret`)."""
+
+    sessions: AwsSessions
+    github: Callable[[], GitHubClient] | None = None
+    preflight: Literal["full", "presence"] = "full"
 
 
 class BoundTarget(Protocol):
@@ -44,7 +59,7 @@ class BoundTarget(Protocol):
 
 
 def bind(
-    target: Target, policy: Policy, user: str, account_id: str, sessions: AwsSessions
+    target: Target, policy: Policy, user: str, account_id: str, services: TargetServices
 ) -> BoundTarget:
     def render(text: str) -> str:
         return render_template(text, user=user, policy=policy.name, account=account_id)
@@ -56,45 +71,45 @@ def bind(
             target,
             render(target.secret_id),
             user,
-            sessions.client(policy.account, "secretsmanager", target.region),
+            services.sessions.client(policy.account, "secretsmanager", target.region),
         )
     if isinstance(target, SsmParameterTarget):
         from controller.targets.ssm import SsmParameter
 
         return SsmParameter(
-            target, render(target.name), user, sessions.client(policy.account, "ssm", target.region)
+            target,
+            render(target.name),
+            user,
+            services.sessions.client(policy.account, "ssm", target.region),
         )
     if isinstance(target, GithubActionsSecretTarget):
         from controller.targets.github import GithubActionsSecret
 
-        return GithubActionsSecret(target, render)
+        return GithubActionsSecret(target, render, services.github, services.preflight)
     raise AssertionError(f"unknown target {target!r}")
 
 
 def bind_all(
-    policy: Policy, user: str, account_id: str, sessions: AwsSessions
+    policy: Policy, user: str, account_id: str, services: TargetServices
 ) -> list[BoundTarget]:
     """The user's targets, readable ones first: if a run dies while writing them, a target that
     can be read back holds the new key, so the next run can finish the job instead of losing it."""
-    bound = [bind(t, policy, user, account_id, sessions) for t in policy.targets]
+    bound = [bind(t, policy, user, account_id, services) for t in policy.targets]
     return sorted(bound, key=lambda b: not b.readable)
 
 
 def find_secret(targets: Iterable[BoundTarget], key_id: str) -> AccessKeySecret | None:
     """The secret of `key_id` from any readable target, current value or history.
 
-    In GitHub Actions the secret is masked in the log the moment it is in memory.
+    The caller announces it to the CI log masker (`RunContext.announce_secret`) at once.
     """
     for target in targets:
         if target.readable and (secret := target.find(key_id)) is not None:
-            mask(secret)
             return secret
     return None
 
 
 def reading(target: BoundTarget) -> TargetReading:
-    from controller.errors import TargetError
-
     if not target.readable:
         preflight = getattr(target, "preflight", None)
         problem = preflight() if preflight else None

@@ -9,16 +9,17 @@ PUTs them as two secrets, the access key id first. The two PUTs are not atomic: 
 fails, the target holds a mismatched pair and `write` raises, and a later `write` of the same
 key repairs it (a PUT replaces a value).
 
-The GitHub client is made on first write, from GITHUB_API_URL and GITHUB_TOKEN. The token needs
-permission to write Actions secrets in the target repository (a fine-grained token or GitHub
-App with "Secrets: write"); the GITHUB_TOKEN that Actions provides to a workflow cannot write
+The GitHub client is made on first use by the factory the service layer gives (None when no
+token is configured). Its token needs permission to write Actions secrets in the target
+repository (a fine-grained token or GitHub App with "Secrets: write", given to keyrotor as
+KEYROTOR_SECRETS_TOKEN); the GITHUB_TOKEN that Actions provides to a workflow cannot write
 secrets.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
+from typing import Literal
 
 from controller.errors import TargetError
 from controller.github.client import GitHubClient, GitHubError
@@ -35,7 +36,8 @@ class GithubActionsSecret:
         self,
         spec: GithubActionsSecretTarget,
         render: Callable[[str], str],
-        client_factory: Callable[[], GitHubClient] = GitHubClient,
+        client_factory: Callable[[], GitHubClient] | None = None,
+        preflight_mode: Literal["full", "presence"] = "full",
     ) -> None:
         self.spec = spec
         self.repository = render(spec.repository)
@@ -43,6 +45,7 @@ class GithubActionsSecret:
         self.access_key_id_name = render(spec.access_key_id_name)
         self.secret_access_key_name = render(spec.secret_access_key_name)
         self._client_factory = client_factory
+        self._preflight_mode = preflight_mode
         env = f" environment {self.environment}" if self.environment else ""
         self.description = (
             f"github-actions-secret {self.repository}{env} {self.secret_access_key_name}"
@@ -64,12 +67,12 @@ class GithubActionsSecret:
         CreateAccessKey. (A token that may read but not write still passes; `write` then fails
         and the next run finishes storing the key from a readable target.)
         """
-        if not os.environ.get("GITHUB_TOKEN"):
+        if self._client_factory is None:
             return (
-                "GITHUB_TOKEN is not set: keyrotor needs a token that may write Actions secrets "
-                f"of {self.repository}"
+                "no GitHub token is set (KEYROTOR_SECRETS_TOKEN or GITHUB_TOKEN): keyrotor needs "
+                f"a token that may write Actions secrets of {self.repository}"
             )
-        if os.environ.get("KEYROTOR_GITHUB_PREFLIGHT") == "presence":
+        if self._preflight_mode == "presence":
             return None  # the plan workflow: it must never hold the token that may write secrets
         try:
             with self._client_factory() as client:
@@ -79,6 +82,8 @@ class GithubActionsSecret:
         return None
 
     def write(self, secret: AccessKeySecret) -> None:
+        if self._client_factory is None:
+            raise TargetError(f"cannot write {self.description}: no GitHub token is set")
         try:
             with self._client_factory() as client:
                 key = client.public_key(self.environment, repo=self.repository)

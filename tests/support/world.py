@@ -17,8 +17,13 @@ from pathlib import Path
 import git
 from botocore.exceptions import ClientError
 
+from controller.aws import AwsSessions
 from controller.cli import main
+from controller.context import Hook, RunContext
+from controller.executor import ApplyResult
+from controller.plan import Plan
 from controller.sandbox import Sandbox
+from controller.service import apply_once
 
 USER = "deploy-bot"
 POLICY = "ci-deployers"
@@ -91,6 +96,17 @@ class World:
     def cli(self, *args: str, now: datetime, repo: Path | None = None) -> int:
         self.aws.set_clock(now)
         return main([*args, "--repo", str(repo or self.clone), "--now", iso(now)])
+
+    def context(self, now: datetime, *, hook: Hook | None = None) -> RunContext:
+        """A run at `now`, outside CI, printing nothing."""
+        return RunContext(now, AwsSessions(), hook=hook, echo=lambda _: None)
+
+    def apply(
+        self, repo: Path, now: datetime, *, hook: Hook | None = None
+    ) -> tuple[Plan, ApplyResult]:
+        """`keyrotor apply` in `repo` through the service layer, so a test can crash it."""
+        self.aws.set_clock(now)
+        return apply_once(self.context(now, hook=hook), repo)
 
     def pull(self) -> None:
         with git.Repo(self.clone) as repo:
