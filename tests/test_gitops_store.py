@@ -228,6 +228,22 @@ def test_a_status_commit_whose_push_failed_is_published_by_the_next_sync(
     assert remote_text(git_remote, C) == "c: new\n"
 
 
+def test_a_push_the_remote_refuses_is_not_retried_and_keeps_the_commit_locally(
+    git_remote: GitRemote, clone: Path
+) -> None:
+    before = origin_head(git_remote)
+    hook = git_remote.bare / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho x >> \"$0.count\"\necho 'protected branch' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    with pytest.raises(NotPublished, match="protected branch") as caught:
+        publish(clone, [FileUpdate(C, None, "c: new\n")])
+    assert (git_remote.bare / "hooks" / "pre-receive.count").read_text() == "x\n"
+    assert origin_head(git_remote) == before
+    assert caught.value.sha == run(clone, "rev-parse", "HEAD")
+    assert run(clone, "show", f"HEAD:{C}") == "c: new"
+    assert run(clone, "rev-parse", "HEAD~1") == before
+
+
 def test_sync_replays_unpublished_commits_on_a_moved_upstream_file_by_file(
     git_remote: GitRemote, clone: Path, tmp_path: Path
 ) -> None:
