@@ -249,7 +249,8 @@ def test_sync_replays_unpublished_commits_on_a_moved_upstream_file_by_file(
 ) -> None:
     seed(git_remote, tmp_path)
     with StatusRepo.open(clone) as repo:
-        kept = repo.commit({A: "a: mine\n", C: "c: mine\n"}, "rotate c", ["why"], STEP)
+        body = ["c: key AKIAC is 91 days old \N{EM DASH} overdue"]
+        kept = repo.commit({A: "a: mine\n", C: "c: mine\n"}, "rotate c", body, STEP)
     other_run(git_remote, tmp_path, {A: "a: theirs\n", B: "b: theirs\n"})
     with StatusRepo.open(clone) as repo:
         result = repo.sync()
@@ -562,6 +563,21 @@ def test_publish_refuses_the_same_path_twice_and_paths_outside(clone: Path) -> N
         publish(clone, [FileUpdate(C, None, "1\n"), FileUpdate(C, None, "2\n")])
     with pytest.raises(ValueError, match="relative to the repository root"):
         publish(clone, [FileUpdate("../escape.yaml", None, "x\n")])
+
+
+def test_a_shallow_clone_as_ci_makes_syncs_and_publishes(
+    git_remote: GitRemote, clone: Path, tmp_path: Path
+) -> None:
+    seed(git_remote, tmp_path)
+    shallow = tmp_path / "ci"
+    run(tmp_path, "clone", "-q", "--depth", "1", f"file://{git_remote.bare}", str(shallow))
+    other_run(git_remote, tmp_path, {A: "a: v2\n"})
+    with StatusRepo.open(shallow) as repo:
+        repo.sync()
+        sha = repo.publish([FileUpdate(C, None, "c: new\n")], "s", trailers=STEP, when=NOW)
+    assert sha == origin_head(git_remote)
+    assert remote_text(git_remote, A) == "a: v2\n"
+    assert remote_text(git_remote, C) == "c: new\n"
 
 
 def test_read_files_gives_the_committed_texts_not_the_work_tree(

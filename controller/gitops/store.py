@@ -460,7 +460,7 @@ class GitStore:
             header_end = out.index(b"\n", at)
             size = int(out[at:header_end].split()[2])
             start = header_end + 1
-            texts.append(out[start : start + size].decode("utf-8"))
+            texts.append(out[start : start + size].decode("utf-8", "replace"))
             at = start + size + 1
         return texts
 
@@ -583,9 +583,12 @@ class GitStore:
         return ref.removeprefix("refs/heads/")
 
     def _upstream_of(self, branch: str) -> _Upstream | None:
-        _, remote, _ = self._run("config", "--get", f"branch.{branch}.remote", check=False)
-        _, merge, _ = self._run("config", "--get", f"branch.{branch}.merge", check=False)
-        remote, merge = remote.strip(), merge.strip()
+        prefix = f"branch.{branch}."
+        pattern = "^" + re.escape(prefix) + "(remote|merge)$"
+        _, out, _ = self._run("config", "-z", "--get-regexp", pattern, check=False)
+        values = dict(entry.partition("\n")[::2] for entry in out.split("\0") if entry)
+        remote = values.get(f"{prefix}remote", "").strip()
+        merge = values.get(f"{prefix}merge", "").strip()
         if not remote or not merge or remote == ".":
             return None
         if not merge.startswith("refs/"):
@@ -716,7 +719,7 @@ class GitStore:
             return True, ""
         self._run("update-index", "-q", "--refresh", check=False)
         status, _, err = self._run(
-            "read-tree", "-m", "-u", "-n", self._tree_of(old), new, check=False
+            "read-tree", "-m", "-u", "-n", old or self._tree_of(None), new, check=False
         )
         return status == 0, self._summary(err)
 
@@ -724,7 +727,7 @@ class GitStore:
         """Move the branch from `old` to `new`, the index and work tree too, keeping changes."""
         if old == new:
             return
-        self._run("read-tree", "-m", "-u", self._tree_of(old), new)
+        self._run("read-tree", "-m", "-u", old or self._tree_of(None), new)
         self._run("update-ref", "-m", f"keyrotor: {why}", "HEAD", new, old or "")
 
     # --- sync ------------------------------------------------------------------------------------
