@@ -19,6 +19,7 @@ from controller.gitops.store import (
     DetachedHead,
     Diverged,
     FileUpdate,
+    GitStore,
     IntentConflict,
     NotPublished,
     WouldOverwrite,
@@ -296,19 +297,23 @@ def test_a_replayed_observation_that_changes_nothing_is_dropped(
     assert run(clone, "rev-parse", "HEAD") == theirs
 
 
-def test_a_commit_already_pushed_by_a_run_that_died_is_not_published_twice(
-    git_remote: GitRemote, clone: Path, tmp_path: Path
+def test_a_commit_pushed_by_a_run_that_died_before_moving_its_branch_is_not_published_twice(
+    git_remote: GitRemote, clone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with StatusRepo.open(clone) as repo:
         kept = repo.commit({C: "c: mine\n"}, "rotate c", [], STEP)
     other_run(git_remote, tmp_path, {B: "b: theirs\n"})
-    # The run replayed and pushed its commit, then died before moving its local branch.
-    other = tmp_path / "other"
-    assert kept is not None
-    run(other, "fetch", "-q", str(clone), kept)
-    run(other, "cherry-pick", "FETCH_HEAD")
-    run(other, "push", "-q")
+
+    def die(*args: object) -> None:
+        raise KeyboardInterrupt  # the run is killed right after its push
+
+    with monkeypatch.context() as patched:
+        patched.setattr(GitStore, "_follow", die)
+        with StatusRepo.open(clone) as repo, pytest.raises(KeyboardInterrupt):
+            repo.sync()
     pushed = origin_head(git_remote)
+    assert run(git_remote.bare, "log", "-1", "--format=%s", "main") == "rotate c"
+    assert run(clone, "rev-parse", "HEAD") == kept
     with StatusRepo.open(clone) as repo:
         result = repo.sync()
     assert result.published == ()
