@@ -14,8 +14,8 @@ extends it with the older whole-commit API and the approval side branches):
       upstream's version (the planner re-derives state from AWS), and the commit, with its
       message, trailers, author and dates, is kept all the same so history keeps the step. A
       replayed commit that would change nothing and records no step is dropped. A local commit
-      whose author, author date and message are already upstream (pushed by a run that died
-      before moving its branch) is not published twice;
+      whose author, committer, their dates and message are already upstream (a run pushed it,
+      then died before moving its branch) is not published twice;
     * then the branch is fast-forwarded, keeping staged and unstaged local changes (two-tree
       `read-tree -m -u`, never `reset --hard`).
 
@@ -52,11 +52,16 @@ extends it with the older whole-commit API and the approval side branches):
     returns the pushed commit. Unpublished keyrotor commits found on the local branch are
     published first, exactly as `sync` does.
 
-    When the push fails for another reason (network, permission), the rejected attempts run out,
-    or the branch has diverged, the commit is kept on the local branch as an unpublished
-    keyrotor commit, which the next run's `sync` publishes, and `NotPublished` (or `Diverged`,
-    `PushRejected`: all `GitError`) says so and carries its sha. Without an upstream, publish
-    commits locally and pushes nothing.
+    When the fetch or push fails for another reason (network, permission, a protected branch)
+    or the rejected attempts run out, the commit is kept on the local branch as an unpublished
+    keyrotor commit, which the next run's `sync` publishes, and `NotPublished` says so (its
+    `sha` is the kept commit). When the branch has a person's commit (diverged), the commit is
+    kept on it the same way and `Diverged` says so. Without an upstream, publish commits
+    locally and pushes nothing.
+
+    Callers pass the texts they planned from (`read_files` after `sync`) and do not write the
+    files themselves: publish updates the work tree (a file dirty in the work tree would keep
+    the local branch from following).
 
     With `intent=True` (the commit made before CreateAccessKey) nothing is ever kept locally on
     failure: if the upstream changed any update's file since its `base` (`rebase` is not used),
@@ -68,7 +73,7 @@ extends it with the older whole-commit API and the approval side branches):
     changed in AWS.
 
 ``store.read_files(prefix, rev="HEAD") -> dict[str, str]``
-    Every file under `prefix` as committed at `rev` (two git commands, whatever their number):
+    Every file under `prefix` as committed at `rev` (three git commands, however many files):
     the texts to plan from and to pass back as `FileUpdate.base`.
 
 Every git command runs through `controller.gitops.runner` (no hooks, no fsmonitor, a minimal
