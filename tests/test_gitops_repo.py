@@ -10,7 +10,7 @@ import pytest
 
 from controller.errors import GitError, PushRejected
 from controller.gitops.repo import FALLBACK_EMAIL, FALLBACK_NAME, StatusRepo, redact
-from tests.support.gitremote import GitRemote
+from tests.support.gitremote import GitRemote, another_run_wins_every_push
 
 STATUS = "status/payments.yaml"
 
@@ -160,12 +160,6 @@ def test_commit_refuses_a_path_outside_the_repository(status_repo: StatusRepo) -
     assert not (status_repo.root.parent / "escape.yaml").exists()
 
 
-def test_read_text_returns_none_for_a_missing_file(status_repo: StatusRepo) -> None:
-    with status_repo:
-        assert status_repo.read_text("README.md") == "policies\n"
-        assert status_repo.read_text(STATUS) is None
-
-
 # --- push_intent ---------------------------------------------------------------------------------
 
 
@@ -234,25 +228,6 @@ def test_rejected_intent_keeps_the_users_local_changes(
     assert (root / "README.md").read_text() == "edited\n"
 
 
-def test_before_push_hook_can_crash_a_run_before_anything_is_pushed(
-    git_remote: GitRemote,
-) -> None:
-    git_remote.repo.close()
-    before = origin_head(git_remote)
-    calls: list[str] = []
-
-    def crash(stage: str) -> None:
-        calls.append(stage)
-        raise KeyboardInterrupt
-
-    with StatusRepo.open(git_remote.clone, before_push=crash) as repo:
-        repo.commit({STATUS: "intent\n"}, "intent", [], [])
-        with pytest.raises(KeyboardInterrupt):
-            repo.push_intent()
-    assert calls == ["intent"]
-    assert origin_head(git_remote) == before
-
-
 # --- push_status ---------------------------------------------------------------------------------
 
 
@@ -291,19 +266,14 @@ def test_push_status_conflict_aborts_the_rebase_and_keeps_the_status(
     assert run(root, "status", "--porcelain") == ""
 
 
-def test_push_status_gives_up_after_max_attempts(git_remote: GitRemote, tmp_path: Path) -> None:
+def test_push_status_gives_up_after_max_attempts(git_remote: GitRemote) -> None:
     git_remote.repo.close()
-    calls: list[str] = []
-
-    def another_run_always_wins(stage: str) -> None:
-        calls.append(stage)
-        other_run_commits(git_remote, tmp_path, f"status/other-{len(calls)}.yaml", "x\n")
-
-    with StatusRepo.open(git_remote.clone, before_push=another_run_always_wins) as repo:
+    sabotage = another_run_wins_every_push(git_remote.bare)
+    with StatusRepo.open(git_remote.clone) as repo:
         repo.commit({STATUS: "done\n"}, "status", [], [])
         with pytest.raises(PushRejected, match="rejected 3 times"):
             repo.push_status(max_attempts=3)
-    assert calls == ["status", "status", "status"]
+    assert sabotage.pushes_seen() == 3
 
 
 def test_push_status_keeps_unrelated_dirty_files(git_remote: GitRemote, tmp_path: Path) -> None:
@@ -323,13 +293,12 @@ def test_push_status_keeps_unrelated_dirty_files(git_remote: GitRemote, tmp_path
 
 def test_pushes_are_no_ops_without_an_upstream(tmp_path: Path) -> None:
     git.Repo.init(str(tmp_path / "local"), initial_branch="main").close()
-    calls: list[str] = []
-    with StatusRepo.open(tmp_path / "local", before_push=calls.append) as repo:
-        repo.commit({STATUS: "x\n"}, "status", [], [])
+    with StatusRepo.open(tmp_path / "local") as repo:
+        sha = repo.commit({STATUS: "x\n"}, "status", [], [])
         assert not repo.has_upstream()
         repo.push_intent()
         repo.push_status()
-    assert calls == []
+        assert repo.head() == sha
 
 
 def test_has_upstream_for_a_tracking_branch(status_repo: StatusRepo) -> None:

@@ -18,6 +18,7 @@ from controller.gitops.history import (
     read_history,
 )
 from controller.gitops.repo import StatusRepo, run_git
+from controller.gitops.runner import Checkout
 from tests.support.gitremote import GitRemote
 
 
@@ -28,9 +29,12 @@ def record(
     trailers = [("Keyrotor-Policy", policy)] if policy else []
     trailers += [("Keyrotor-Step", step) for step in steps]
     with StatusRepo.open(root) as repo:
-        counter = len(repo.read_text("counter") or "")
+        counter = len(repo.read_files("status").get("status/counter", ""))
         sha = repo.commit(
-            {"counter": "x" * (counter + 1)}, f"{policy}: {len(steps)} steps", body or [], trailers
+            {"status/counter": "x" * (counter + 1)},
+            f"{policy}: {len(steps)} steps",
+            body or [],
+            trailers,
         )
     assert sha is not None
     return sha
@@ -129,7 +133,7 @@ def test_reads_history_without_a_git_call_per_commit(
         record(root, "payments", [f"alice create AKIA{n}"])
     commands: list[str] = []
 
-    def counting(repo: git.Repo, *args: str, **kwargs: Any) -> tuple[int, str, str]:
+    def counting(repo: Checkout, *args: str, **kwargs: Any) -> tuple[int, str, str]:
         commands.append(args[0])
         return run_git(repo, *args, **kwargs)
 

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from controller import commits
 from controller.errors import GitError
-from controller.gitops.repo import open_repo, redact, run_git
+from controller.gitops.runner import Checkout, open_checkout, redact, run_git
 from controller.timefmt import to_iso
 
 POLICY_TRAILER: Final = commits.POLICY
@@ -63,24 +63,21 @@ def read_history(
     A branch without commits has no history. Note that a shallow clone only sees the commits it
     fetched.
     """
-    repo = open_repo(root)
-    try:
-        if ref == "HEAD" and run_git(repo, "rev-parse", "-q", "--verify", "HEAD^{commit}")[0]:
-            return []
-        status, out, err = _log(repo, ref)
-        if status != 0:
-            raise GitError(f"cannot read history of {ref} in {root}: {redact(err.strip())}")
-        entries = _entries(out, set(users), set(policies))
-        order, approvals = _approvals(repo, ref, set(users), set(policies))
-    finally:
-        repo.close()
+    repo = open_checkout(root)
+    if ref == "HEAD" and run_git(repo, "rev-parse", "-q", "--verify", "HEAD^{commit}")[0]:
+        return []
+    status, out, err = _log(repo, ref)
+    if status != 0:
+        raise GitError(f"cannot read history of {ref} in {root}: {redact(err.strip())}")
+    entries = _entries(out, set(users), set(policies))
+    order, approvals = _approvals(repo, ref, set(users), set(policies))
     # Newest first, in git's --date-order (a child before its parents even within one second);
     # the sort is stable, so the steps of one commit keep their order.
     position = {sha: index for index, sha in enumerate(order)}
     return sorted([*entries, *approvals], key=lambda e: position.get(e.commit, len(position)))
 
 
-def _log(repo: Any, *revisions: str) -> tuple[int, str, str]:
+def _log(repo: Checkout, *revisions: str) -> tuple[int, str, str]:
     return run_git(
         repo, "log", "-z", "--no-show-signature", "--no-color",
         "--regexp-ignore-case", "--fixed-strings", f"--grep={POLICY_TRAILER}",
@@ -89,7 +86,7 @@ def _log(repo: Any, *revisions: str) -> tuple[int, str, str]:
 
 
 def _approvals(
-    repo: Any, ref: str, wanted_users: set[str], wanted_policies: set[str]
+    repo: Checkout, ref: str, wanted_users: set[str], wanted_policies: set[str]
 ) -> tuple[list[str], list[HistoryEntry]]:
     """Every commit in --date-order, and an `approve` entry per merge that brought in
     keyrotor's `propose` steps: the person who merged approved them."""
