@@ -28,7 +28,7 @@ from controller.aws.retries import (
 )
 from controller.policy import Account
 from controller.sandbox import AccessKeyPair, Sandbox
-from tests.support.faultproxy import Fault, FaultProxy, Rule, start_fault_proxy
+from tests.support.faultproxy import Fault, FaultProxy, Rule, run_fault_proxy
 
 ACCOUNT = Account()
 
@@ -36,9 +36,7 @@ ACCOUNT = Account()
 @pytest.fixture
 def faults(aws: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
     """The fault proxy, with AWS_ENDPOINT_URL pointing at it as keyrotor would be configured."""
-    with start_fault_proxy(aws) as proxy:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint_url)
-        yield proxy
+    yield from run_fault_proxy(aws, monkeypatch)
 
 
 @pytest.fixture

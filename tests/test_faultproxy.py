@@ -6,6 +6,8 @@ whose throttle botocore did not recognise, would pass for the wrong reason.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -30,6 +32,8 @@ from tests.support.faultproxy import (
     FaultProxy,
     FaultProxyError,
     Rule,
+    fault_points,
+    run_fault_proxy,
     start_fault_proxy,
 )
 
@@ -39,8 +43,7 @@ RETRY = Config(retries={"mode": "standard", "total_max_attempts": 3})
 
 @pytest.fixture
 def proxy(aws: Sandbox) -> Iterator[FaultProxy]:
-    with start_fault_proxy(aws) as proxy:
-        yield proxy
+    yield from run_fault_proxy(aws)
 
 
 @pytest.fixture
@@ -314,6 +317,30 @@ def test_secret_values_are_never_recorded(proxy: FaultProxy) -> None:
     assert proxy.calls("CreateSecret")[0].params["SecretString"] == REDACTED
 
 
+def test_reads_of_secret_values_are_told_apart_from_metadata_reads(
+    aws: Sandbox, proxy: FaultProxy
+) -> None:
+    aws.client("ssm").put_parameter(Name="/p", Value="v", Type="SecureString")
+    aws.client("secretsmanager").create_secret(Name="s", SecretString="v")
+    ssm = proxy.client("ssm", config=NO_RETRY)
+    secrets = proxy.client("secretsmanager", config=NO_RETRY)
+    ssm.describe_parameters()
+    ssm.get_parameter(Name="/p")
+    ssm.get_parameters(Names=["/p"], WithDecryption=False)
+    secrets.describe_secret(SecretId="s")
+    assert proxy.secret_value_reads() == []
+    ssm.get_parameter(Name="/p", WithDecryption=True)
+    ssm.get_parameters(Names=["/p"], WithDecryption=True)
+    ssm.get_parameter_history(Name="/p")
+    secrets.get_secret_value(SecretId="s")
+    assert [c.action for c in proxy.secret_value_reads()] == [
+        "GetParameter",
+        "GetParameters",
+        "GetParameterHistory",
+        "GetSecretValue",
+    ]
+
+
 def test_moto_error_answers_are_recorded_with_their_code(proxy: FaultProxy) -> None:
     iam = proxy.client("iam", config=NO_RETRY)
     with pytest.raises(ClientError):
@@ -358,6 +385,14 @@ def test_the_environment_points_boto3_at_the_proxy(
     assert proxy.count("ListUsers") == 1
 
 
+def test_a_subprocess_goes_through_the_proxy_with_its_environment(
+    aws: Sandbox, proxy: FaultProxy
+) -> None:
+    child = "import boto3; boto3.client('iam').list_users()"
+    subprocess.run([sys.executable, "-c", child], env=proxy.environ(aws), check=True)
+    assert proxy.count("ListUsers", service="iam") == 1
+
+
 def test_a_stopped_proxy_refuses_connections(aws: Sandbox) -> None:
     with start_fault_proxy(aws) as proxy:
         iam = proxy.client("iam", config=NO_RETRY)
@@ -374,6 +409,28 @@ def test_a_failure_of_the_proxy_itself_fails_the_block(aws: Sandbox) -> None:
         proxy.add(Rule(Fault.SLOW, "ListUsers"))
         with pytest.raises(ConnectionClosedError):
             proxy.client("iam", config=NO_RETRY).list_users()
+
+
+def test_fault_points_name_each_call_of_a_run_by_its_occurrence(
+    aws: Sandbox, proxy: FaultProxy
+) -> None:
+    def run() -> None:
+        iam = proxy.client("iam", config=NO_RETRY)
+        for name in ("a", "b"):
+            with suppress(ConnectionClosedError):
+                iam.create_user(UserName=name)
+            iam.list_users()
+
+    run()
+    points = fault_points(proxy.calls(), only=lambda c: c.action == "CreateUser")
+    assert [str(p) for p in points] == ["iam:CreateUser#1", "iam:CreateUser#2"]
+
+    aws.reset()
+    proxy.clear_calls()
+    with proxy.faults(points[1].rule(Fault.CLOSE_BEFORE)):
+        run()
+    assert [c.fault for c in proxy.calls("CreateUser")] == [None, Fault.CLOSE_BEFORE]
+    assert (_user_exists(aws, "a"), _user_exists(aws, "b")) == (True, False)
 
 
 def test_rule_arguments_are_checked() -> None:

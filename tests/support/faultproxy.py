@@ -45,9 +45,16 @@ from urllib.parse import parse_qsl, urlsplit
 import boto3
 import botocore.session
 
-from controller.sandbox import ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY, REGION, Sandbox
+from controller.sandbox import (
+    ADMIN_ACCESS_KEY_ID,
+    ADMIN_SECRET_ACCESS_KEY,
+    REGION,
+    Sandbox,
+    apply_env,
+)
 
 if TYPE_CHECKING:
+    import pytest
     from botocore.client import BaseClient
     from botocore.config import Config
     from mypy_boto3_iam import IAMClient
@@ -359,6 +366,13 @@ class FaultProxy:
     ) -> int:
         return len(self.calls(action, service=service, **where))
 
+    def secret_value_reads(self) -> list[ProxiedCall]:
+        """Requests whose answer carries a secret value: GetSecretValue (and its batch form),
+        GetParameter(s)/GetParametersByPath with WithDecryption, and GetParameterHistory (which
+        returns SecureString values decrypted whatever WithDecryption says, in moto as in AWS).
+        """
+        return [c for c in self.calls() if _reads_secret_value(c)]
+
     def answered(self, error: str) -> list[ProxiedCall]:
         """The requests moto answered with error code `error`, e.g. `LimitExceeded`."""
         return [c for c in self.calls() if c.error == error]
@@ -376,6 +390,12 @@ class FaultProxy:
         changes = sandbox.env(os.environ if environ is None else environ)
         changes["AWS_ENDPOINT_URL"] = self.endpoint_url
         return changes
+
+    def environ(self, sandbox: Sandbox, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """A complete environment for a subprocess (e.g. `keyrotor apply`) that goes through
+        the proxy."""
+        base = os.environ if base is None else base
+        return apply_env(self.env(sandbox, base), base)
 
     @overload
     def client(
@@ -652,6 +672,26 @@ def _identify(path: str, headers: Any, body: bytes) -> _Request | None:
     return _Request(service, action, key, _redact(dict(fields)), False, content_type)
 
 
+_SECRET_READS = frozenset(
+    {
+        ("secretsmanager", "GetSecretValue"),
+        ("secretsmanager", "BatchGetSecretValue"),
+        ("ssm", "GetParameterHistory"),
+    }
+)
+_DECRYPTING_READS = frozenset({"GetParameter", "GetParameters", "GetParametersByPath"})
+
+
+def _reads_secret_value(call: ProxiedCall) -> bool:
+    if (call.service, call.action) in _SECRET_READS:
+        return True
+    return (
+        call.service == "ssm"
+        and call.action in _DECRYPTING_READS
+        and call.params.get("WithDecryption") is True
+    )
+
+
 def _redact(params: dict[str, object]) -> dict[str, object]:
     return {k: (REDACTED if k in SECRET_PARAMS else v) for k, v in params.items()}
 
@@ -704,3 +744,60 @@ def start_fault_proxy(
     url = upstream.endpoint_url if isinstance(upstream, Sandbox) else upstream
     with FaultProxy(url, seed=seed, sleep=sleep) as proxy:
         yield proxy
+
+
+def run_fault_proxy(
+    sandbox: Sandbox,
+    monkeypatch: pytest.MonkeyPatch | None = None,
+    *,
+    seed: int = 0,
+    sleep: Callable[[float], object] | None = None,
+) -> Iterator[FaultProxy]:
+    """The body of a pytest fixture: a running proxy in front of `sandbox`, AWS_ENDPOINT_URL
+    pointing at it when `monkeypatch` is given; the teardown fails if the proxy itself failed.
+
+        @pytest.fixture
+        def faults(aws, monkeypatch):
+            yield from run_fault_proxy(aws, monkeypatch)
+    """
+    proxy = FaultProxy(sandbox.endpoint_url, seed=seed, sleep=sleep)
+    with proxy:
+        if monkeypatch is not None:
+            monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint_url)
+        yield proxy
+
+
+@dataclass(frozen=True)
+class FaultPoint:
+    """The `nth` request for `service` `action` of a recorded run: one place to inject a fault."""
+
+    service: str
+    action: str
+    nth: int
+
+    def rule(self, fault: Fault, **options: Any) -> Rule:
+        """A rule for `fault` at exactly this point of a run that repeats the recorded one."""
+        return Rule(fault, self.action, service=self.service, nth=self.nth, **options)
+
+    def __str__(self) -> str:
+        return f"{self.service}:{self.action}#{self.nth}"
+
+
+def fault_points(
+    calls: Sequence[ProxiedCall], *, only: Callable[[ProxiedCall], bool] | None = None
+) -> list[FaultPoint]:
+    """Every request of a clean run as a point for a fault matrix, in order.
+
+    Record a clean run (from `clear_calls()` on), then for each point and each of
+    MATRIX_FAULTS: reset the world, install `point.rule(fault)` and repeat the run (the rule
+    counts from its installation, as `nth` here counts from the first recorded call). `only`
+    keeps some calls, e.g. `lambda c: not c.action.startswith(("Get", "List", "Describe"))`.
+    """
+    seen: dict[tuple[str, str], int] = {}
+    points: list[FaultPoint] = []
+    for call in calls:
+        key = (call.service, call.action)
+        seen[key] = seen.get(key, 0) + 1
+        if only is None or only(call):
+            points.append(FaultPoint(call.service, call.action, seen[key]))
+    return points
