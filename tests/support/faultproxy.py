@@ -72,8 +72,8 @@ class Fault(enum.Enum):
     SLOW = "slow"
 
 
-#: The faults that stand for "AWS answered, or never got the request" or "the answer was lost":
-#: the kinds a matrix over a rotation's calls injects at each call.
+#: The kinds a matrix over a rotation's calls injects at each call (issue 12): refusals AWS
+#: applied nothing for, and the two ways a connection drops, before and after AWS applied it.
 MATRIX_FAULTS: tuple[Fault, ...] = (
     Fault.THROTTLE,
     Fault.ERROR_500,
