@@ -1,22 +1,58 @@
 """boto3 sessions per policy account, with retries suited to IAM.
 
-IAM's throttling limits are not published, so clients use botocore's adaptive retry mode.
+IAM's throttling limits are not published, so clients use botocore's adaptive mode (its
+client-side rate limiter) and resend calls with backoff, up to a configurable number of
+attempts. Which calls may be resent after a lost answer is decided per call in
+`controller.aws.retries` (CreateAccessKey may not; its docstring lists every call and why).
 Everything honours the standard SDK environment, including AWS_ENDPOINT_URL, which is how the
 sandbox and the tests point keyrotor at a local AWS.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 import botocore.config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from controller.aws.retries import (
+    CALLS,
+    DEFAULT_MAX_ATTEMPTS,
+    Repeat,
+    RetryHandler,
+    adaptive_from,
+    client_config,
+    max_attempts_from,
+    parse_max_attempts,
+    repeat_of,
+)
 from controller.errors import AwsError
 from controller.policy import Account
 
-CLIENT_CONFIG = botocore.config.Config(retries={"mode": "adaptive", "max_attempts": 8})
+__all__ = [
+    "AWS_ERRORS",
+    "CALLS",
+    "CLIENT_CONFIG",
+    "DEFAULT_MAX_ATTEMPTS",
+    "AwsSessions",
+    "Repeat",
+    "adaptive_from",
+    "describe_error",
+    "error_code",
+    "max_attempts_from",
+    "parse_max_attempts",
+    "repeat_of",
+]
+
+#: botocore's own adaptive retries, which resend EVERY call whose answer was lost, CreateAccessKey
+#: included. Only for clients of repeatable calls built outside `AwsSessions`; prefer
+#: `AwsSessions.client` / `AwsSessions.key_client`, which decide per call.
+CLIENT_CONFIG = botocore.config.Config(
+    retries={"mode": "adaptive", "total_max_attempts": DEFAULT_MAX_ATTEMPTS}
+)
 
 
 def error_code(exc: BaseException) -> str:
@@ -37,29 +73,83 @@ AWS_ERRORS = (ClientError, BotoCoreError)
 
 
 class AwsSessions:
-    """Caches one session per account (assuming the policy's role when it names one)."""
+    """Caches one session per account (assuming the policy's role when it names one).
 
-    def __init__(self, base: boto3.Session | None = None) -> None:
+    Every client it builds makes at most `max_attempts` attempts per call (the first included;
+    read it once at the edge, e.g. `max_attempts_from(os.environ)` or `--aws-max-attempts`),
+    resends only what `controller.aws.retries.repeat_of` allows, and waits out backoffs with
+    `sleep`. `adaptive` keeps botocore's client-side rate limiter (`adaptive_from(os.environ)`
+    reads AWS_RETRY_MODE); it waits in real time after throttling, so tests that throttle
+    many calls turn it off.
+    """
+
+    def __init__(
+        self,
+        base: boto3.Session | None = None,
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        sleep: Callable[[float], object] = time.sleep,
+        adaptive: bool = True,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
         self._base = base or boto3.Session()
+        self.max_attempts = max_attempts
+        self._sleep = sleep
+        self.adaptive = adaptive
         self._sessions: dict[Account, boto3.Session] = {}
         self._account_ids: dict[Account, str] = {}
-        self._clients: dict[tuple[Account, str, str], Any] = {}
+        self._clients: dict[tuple[Account, str, str, bool], Any] = {}
 
     def session(self, account: Account) -> boto3.Session:
         if account not in self._sessions:
             self._sessions[account] = self._assume(account) if account.role_arn else self._base
         return self._sessions[account]
 
-    def client(self, account: Account, service: str, region: str | None = None) -> Any:
-        """One client per (account, service, region): building one costs tens of milliseconds."""
+    def client(
+        self, account: Account, service: str, region: str | None = None, *, retries: bool = True
+    ) -> Any:
+        """One client per (account, service, region, retries): building one costs ~10 ms.
+
+        With `retries=False` the client makes exactly one attempt per call, whatever happens:
+        for a caller that retries on its own terms. Non-idempotent calls need no such client:
+        the default one already never resends a call whose answer may have been lost (see
+        `controller.aws.retries`).
+        """
         session = self.session(account)
         region = region or account.region or session.region_name or "us-east-1"
-        cache_key = (account, service, region)
+        cache_key = (account, service, region, retries)
         if cache_key not in self._clients:
-            self._clients[cache_key] = session.client(  # type: ignore[call-overload]
-                service, region_name=region, config=CLIENT_CONFIG
-            )
+            self._clients[cache_key] = self._build(session, service, region, retries)
         return self._clients[cache_key]
+
+    def key_client(
+        self,
+        access_key_id: str,
+        secret_access_key: str,
+        service: str,
+        region: str,
+        *,
+        retries: bool = True,
+    ) -> Any:
+        """A client signed with an access key of its own (e.g. a new key proving it works).
+
+        Not cached: the caller holds it as long as it holds the key.
+        """
+        session = boto3.Session(
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            region_name=region,
+        )
+        return self._build(session, service, region, retries)
+
+    def _build(self, session: boto3.Session, service: str, region: str, retries: bool) -> Any:
+        client = session.client(  # type: ignore[call-overload]
+            service, region_name=region, config=client_config(adaptive=self.adaptive)
+        )
+        attempts = self.max_attempts if retries else 1
+        RetryHandler(attempts, sleep=self._sleep).install(client)
+        return client
 
     def account_id(self, account: Account) -> str:
         if account not in self._account_ids:
@@ -72,10 +162,8 @@ class AwsSessions:
         params: dict[str, Any] = {"RoleArn": account.role_arn, "RoleSessionName": "keyrotor"}
         if account.external_id:
             params["ExternalId"] = account.external_id
-        sts = self._base.client(
-            "sts",
-            region_name=account.region or self._base.region_name or "us-east-1",
-            config=CLIENT_CONFIG,
+        sts = self._build(
+            self._base, "sts", account.region or self._base.region_name or "us-east-1", True
         )
         try:
             creds = sts.assume_role(**params)["Credentials"]
