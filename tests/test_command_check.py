@@ -16,7 +16,7 @@ from controller.checks.command import (
     CREDENTIAL_VARIABLES,
     OUTPUT_LINES,
     child_environment,
-    mask,
+    redact_secrets,
     run_command_check,
 )
 from controller.policy import CommandCheck
@@ -287,10 +287,10 @@ def test_a_secret_across_the_cut_is_masked(tmp_path: Path) -> None:
         assert "S3" not in output and "ET" not in output, count
 
 
-def test_mask() -> None:
-    assert mask(b"a SECRET b SECRET", [b"SECRET"]) == b"a *** b ***"
-    assert mask(b"abcdefgh", [b"abc", b"bcdefg"]) == b"***h"  # overlapping: masked as one
-    assert mask(b"xxSECRETyy", [b"SECRET"], skip=4) == b"***yy"  # starts before skip
-    assert mask(b"SECRETSECRET", [b"SECRET"]) == b"***"
-    assert mask(b"plain", []) == b"plain"
-    assert mask(b"plain", [b""]) == b"plain"
+def test_redact_secrets() -> None:
+    assert redact_secrets(b"a SECRET b SECRET", [b"SECRET"]) == b"a *** b ***"
+    assert redact_secrets(b"abcdefgh", [b"abc", b"bcdefg"]) == b"***h"  # overlapping: masked as one
+    assert redact_secrets(b"xxSECRETyy", [b"SECRET"], skip=4) == b"***yy"  # starts before skip
+    assert redact_secrets(b"SECRETSECRET", [b"SECRET"]) == b"***"
+    assert redact_secrets(b"plain", []) == b"plain"
+    assert redact_secrets(b"plain", [b""]) == b"plain"

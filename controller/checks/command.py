@@ -49,7 +49,7 @@ __all__ = [
     "OUTPUT_CHARS",
     "OUTPUT_LINES",
     "child_environment",
-    "mask",
+    "redact_secrets",
     "run_command_check",
 ]
 
@@ -102,11 +102,12 @@ def child_environment(
     return env
 
 
-def mask(data: bytes, secrets: Iterable[bytes], *, skip: int = 0) -> bytes:
+def redact_secrets(data: bytes, secrets: Iterable[bytes], *, skip: int = 0) -> bytes:
     """`data[skip:]` with every occurrence of every secret in `data` replaced by `***`.
 
     Occurrences are found in all of `data`, so a secret that starts before `skip` is still
-    masked; overlapping occurrences are masked as one.
+    masked; overlapping occurrences are masked as one. (Not `controller.secret.mask`, which
+    tells GitHub Actions to mask a secret in its log.)
     """
     spans: list[tuple[int, int]] = []
     for secret in {s for s in secrets if s}:
@@ -138,7 +139,7 @@ def _tail(output: IO[bytes], secrets: Sequence[bytes]) -> tuple[str, bool]:
     # Read far enough back that a secret crossing `start` is wholly inside what is read.
     margin = min(start, max((len(s) for s in secrets), default=1) - 1)
     output.seek(start - margin)
-    data = mask(output.read(), secrets, skip=margin)
+    data = redact_secrets(output.read(), secrets, skip=margin)
     text = _CONTROL.sub("", data.decode("utf-8", errors="replace").replace("\t", " "))
     lines = [line.rstrip() for line in text.splitlines()]
     while lines and not lines[-1]:
