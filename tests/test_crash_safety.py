@@ -8,11 +8,15 @@ later runs, each in a fresh clone as CI has, carry the rotation to its end.
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
 from controller.sandbox.config import DEFAULT_START as T0
+from tests.support.checks import public_dir
 from tests.support.world import MANIFEST, PARAMETER, SECRET_ID, World, advance
 
 SM = f"aws-secrets-manager {SECRET_ID}"
@@ -159,10 +163,20 @@ ROLLBACK_POINTS = [
 ]
 
 
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory a check can read even when it runs as `nobody` (keyrotor as root)."""
+    path = public_dir("keyrotor-smoke-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.parametrize("point", ROLLBACK_POINTS)
-def test_a_crash_while_rolling_back_converges_to_rolled_back(world: World, point: str) -> None:
+def test_a_crash_while_rolling_back_converges_to_rolled_back(
+    world: World, shared_dir: Path, point: str
+) -> None:
     w = world
-    flag = w.tmp / "smoke-exit-code"
+    flag = shared_dir / "smoke-exit-code"
     flag.write_text("0")
     (old,) = w.iam_keys()
     creds = json.dumps({"AccessKeyId": old, "SecretAccessKey": w.secrets[0]})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from controller.policy import (
     UserSelection,
 )
 from controller.secret import AccessKeySecret
+from tests.support.checks import git_repo, python_for_checks
 
 
 @dataclass
@@ -184,6 +184,7 @@ def test_backoff_doubles_up_to_30_seconds() -> None:
 
 def test_the_runner_runs_command_and_http_checks_by_index(server: Server, tmp_path: Path) -> None:
     server.plan = [Reply(500)]
+    py = python_for_checks()
     policy = Policy(
         name="p",
         source=Source("p.yaml"),
@@ -192,19 +193,29 @@ def test_the_runner_runs_command_and_http_checks_by_index(server: Server, tmp_pa
         targets=(SecretsManagerTarget("s"),),
         checks=(
             NewKeyUsedCheck(),
-            CommandCheck(run=(sys.executable, "-c", "print('hello')")),
+            CommandCheck(run=(py, "-c", "print('hello')")),
             OldKeyIdleCheck(timedelta(hours=1)),
             HttpCheck(url=server.url(), retries=0),
-            CommandCheck(run=(sys.executable, "-c", "raise SystemExit(2)")),
+            CommandCheck(run=(py, "-c", "print('the secret'); raise SystemExit(2)")),
         ),
     )
+    repo = git_repo(tmp_path / "policies", {})
     assert external_check_indexes(policy) == [1, 3, 4]
     key = AccessKeySecret("AKIANEW", "secret")
-    results = run_external_checks(policy, cwd=tmp_path, new_key=key, secrets=(), sleep=Sleeps())
+    logged: list[tuple[int, str]] = []
+    results = run_external_checks(
+        policy,
+        cwd=repo,
+        new_key=key,
+        secrets=(),
+        sleep=Sleeps(),
+        on_output=lambda index, outcome: logged.append((index, outcome.output)),
+    )
     assert sorted(results) == [1, 3, 4]
     assert [results[i].passed for i in (1, 3, 4)] == [True, False, False]
     assert results[3].check == "http" and results[4].check == "command"
+    assert logged == [(1, "hello"), (4, "the ***")]
     only = run_external_checks(
-        policy, index_filter={3}, cwd=tmp_path, new_key=key, secrets=(), sleep=Sleeps()
+        policy, index_filter={3}, cwd=repo, new_key=key, secrets=(), sleep=Sleeps()
     )
     assert list(only) == [3]
