@@ -263,6 +263,11 @@ class _Repo:
     git: Path | None = None
 
 
+def _is_bot(login: str) -> bool:
+    """GitHub Apps' accounts (github-actions, dependabot, any App) are named `<slug>[bot]`."""
+    return login.endswith("[bot]")
+
+
 def _multi_segment(document: dict[str, Any], path: str) -> set[str]:
     """The path parameters of `path` that GitHub marks as spanning several segments."""
     item = document["paths"][path]
@@ -288,10 +293,13 @@ class GitHubStandIn:
         *,
         token: str = "ghp_standin-token",
         login: str = "keyrotor-bot",
+        login_is_bot: bool = True,
         max_per_page: int = 100,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.token, self.login, self.max_per_page, self._now = token, login, max_per_page, now
+        #: False when the token is a person's, e.g. a machine user's personal access token.
+        self.login_is_bot = login_is_bot
         self.violations: list[str] = []
         self.requests: list[RecordedRequest] = []
         self._repos: dict[str, _Repo] = {}
@@ -746,7 +754,7 @@ class GitHubStandIn:
             login=login,
             id=account_id,
             node_id=b64encode(f"04:User{account_id}".encode()).decode("ascii"),
-            type="Bot" if login == self.login or login.endswith("[bot]") else "User",
+            type="Bot" if _is_bot(login) or (login == self.login and self.login_is_bot) else "User",
         )
         for key, value in list(user.items()):
             if isinstance(value, str) and "/octocat" in value:
