@@ -29,16 +29,16 @@ OPERATIONS: dict[tuple[str, str], str] = {
     ("/repos/{owner}/{repo}/pulls", "post"): "pulls/create",
     ("/repos/{owner}/{repo}/pulls/{pull_number}", "get"): "pulls/get",
     ("/repos/{owner}/{repo}/pulls/{pull_number}", "patch"): "pulls/update",
+    ("/repos/{owner}/{repo}/pulls/{pull_number}/files", "get"): "pulls/list-files",
+    ("/repos/{owner}/{repo}/pulls/{pull_number}/reviews", "get"): "pulls/list-reviews",
+    ("/repos/{owner}/{repo}/pulls/{pull_number}/reviews", "post"): "pulls/create-review",
+    ("/repos/{owner}/{repo}/contents/{path}", "get"): "repos/get-content",
     ("/repos/{owner}/{repo}/issues", "get"): "issues/list-for-repo",
     ("/repos/{owner}/{repo}/issues", "post"): "issues/create",
-    ("/repos/{owner}/{repo}/issues/{issue_number}", "get"): "issues/get",
     ("/repos/{owner}/{repo}/issues/{issue_number}", "patch"): "issues/update",
     ("/repos/{owner}/{repo}/issues/{issue_number}/comments", "get"): "issues/list-comments",
     ("/repos/{owner}/{repo}/issues/{issue_number}/comments", "post"): "issues/create-comment",
-    ("/repos/{owner}/{repo}/issues/comments/{comment_id}", "patch"): "issues/update-comment",
-    ("/repos/{owner}/{repo}/issues/{issue_number}/labels", "post"): "issues/add-labels",
     ("/repos/{owner}/{repo}/actions/secrets/public-key", "get"): "actions/get-repo-public-key",
-    ("/repos/{owner}/{repo}/actions/secrets/{secret_name}", "get"): "actions/get-repo-secret",
     (
         "/repos/{owner}/{repo}/actions/secrets/{secret_name}",
         "put",
@@ -47,10 +47,6 @@ OPERATIONS: dict[tuple[str, str], str] = {
         "/repos/{owner}/{repo}/environments/{environment_name}/secrets/public-key",
         "get",
     ): "actions/get-environment-public-key",
-    (
-        "/repos/{owner}/{repo}/environments/{environment_name}/secrets/{secret_name}",
-        "get",
-    ): "actions/get-environment-secret",
     (
         "/repos/{owner}/{repo}/environments/{environment_name}/secrets/{secret_name}",
         "put",
@@ -179,7 +175,32 @@ def patch(doc: dict[str, Any]) -> list[str]:
                     literal_refs += 1
     if literal_refs:
         notes.append(f"turned {literal_refs} example `value: {{$ref}}` literals into references")
+
+    array_discriminators = 0
+    for node in _walk_dicts(doc):
+        choices = node.get("oneOf")
+        if "discriminator" not in node or not isinstance(choices, list):
+            continue
+        kinds = {_resolve(doc, choice).get("type") for choice in choices}
+        if kinds != {"object"}:
+            # OpenAPI 3.0: a discriminator selects among object schemas by a property of the
+            # payload; `repos/get-content` offers an array (a directory) among them, so a
+            # directory answer can never validate. Without it the `oneOf` alone decides.
+            del node["discriminator"]
+            array_discriminators += 1
+    if array_discriminators:
+        notes.append(
+            f"removed {array_discriminators} `discriminator` from a `oneOf` that offers a "
+            "non-object schema"
+        )
     return notes
+
+
+def _resolve(doc: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        kind, name = component(doc, node["$ref"])
+        node = doc["components"][kind][name]
+    return node
 
 
 def _pointer(*parts: str) -> str:

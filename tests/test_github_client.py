@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import copy
 import time
+from base64 import b64decode
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
+import git
 import httpx
 import pytest
 from openapi_core import OpenAPI
@@ -15,6 +18,7 @@ from openapi_core import OpenAPI
 from controller.errors import KeyrotorError
 from controller.github import GitHubClient, GitHubError
 from tests.support.github_standin import GitHubStandIn, openapi, run_standin, spec_document
+from tests.support.gitremote import GitRemote, push_commit
 
 REPO = "acme/gitops"
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -144,7 +148,188 @@ def test_duplicate_pull_request_is_githubs_422(client: GitHubClient) -> None:
     assert isinstance(error, KeyrotorError)
 
 
-# --- issues, comments, labels ------------------------------------------------------------------
+# --- pull requests backed by Git: heads, mergers, files, reviews, contents ----------------------
+
+
+@pytest.fixture
+def person(github: GitHubStandIn, git_remote: GitRemote, tmp_path: Path) -> git.Repo:
+    """A person's clone of the repository, whose bare origin the stand-in serves."""
+    github.attach_git(REPO, git_remote.bare)
+    return git_remote.second_clone(tmp_path / "person")
+
+
+def origin_sha(git_remote: GitRemote, ref: str) -> str:
+    with git.Repo(git_remote.bare) as origin:
+        return str(origin.git.rev_parse(ref))
+
+
+def test_pull_request_names_its_author_head_and_merger(
+    github: GitHubStandIn, client: GitHubClient, person: git.Repo, git_remote: GitRemote
+) -> None:
+    head = push_commit(person, "rotate/a", {"approvals/a.yaml": "a: 1\n"})
+    number = client.create_pull(title="Rotate a", head="rotate/a", base="main").number
+    github.merge_pull(REPO, number, by="alice")
+    merged = client.get_pull(number)
+    assert (merged.author, merged.head_sha, merged.merged_by) == (github.login, head, "alice")
+    assert merged.merged and merged.merged_at == "2026-01-01T12:00:00Z"
+    assert not merged.merged_by_bot
+    (listed,) = client.list_pulls(state="closed")
+    assert listed.merged and listed.merged_by is None  # lists do not name the merger
+
+
+def test_merging_makes_githubs_merge_commit_on_the_base_branch(
+    github: GitHubStandIn, client: GitHubClient, person: git.Repo, git_remote: GitRemote
+) -> None:
+    base = origin_sha(git_remote, "main")
+    head = push_commit(person, "rotate/a", {"approvals/a.yaml": "a: 1\n"})
+    number = client.create_pull(title="Rotate a", head="rotate/a", base="main").number
+    github.merge_pull(REPO, number, by="alice")
+    with git.Repo(git_remote.bare) as origin:
+        merge = origin.commit("main")
+    assert [p.hexsha for p in merge.parents] == [base, head]
+    assert (merge.author.name, merge.committer.name) == ("alice", "GitHub")
+    assert client.get_pull(number).raw["merge_commit_sha"] == merge.hexsha
+
+
+def test_the_head_follows_the_branch_until_the_merge(
+    github: GitHubStandIn, client: GitHubClient, person: git.Repo
+) -> None:
+    first = push_commit(person, "rotate/a", {"a.txt": "1\n"})
+    number = client.create_pull(title="Rotate a", head="rotate/a", base="main").number
+    second = push_commit(person, "rotate/a", {"a.txt": "2\n"}, start="origin/rotate/a")
+    assert first != second and client.get_pull(number).head_sha == second
+    github.merge_pull(REPO, number, by="alice")
+    push_commit(person, "rotate/a", {"a.txt": "3\n"}, start="origin/rotate/a")
+    assert client.get_pull(number).head_sha == second
+
+
+def test_a_pull_request_needs_commits_on_a_branch_that_exists(
+    client: GitHubClient, person: git.Repo
+) -> None:
+    with pytest.raises(GitHubError) as missing:
+        client.create_pull(title="nothing", head="no-such-branch", base="main")
+    assert missing.value.status == 422
+    person.git.push("origin", "origin/main:refs/heads/same-as-main")
+    with pytest.raises(GitHubError, match="No commits between main and same-as-main"):
+        client.create_pull(title="nothing new", head="same-as-main", base="main")
+
+
+def test_changed_files_are_listed_across_pages_with_their_status(
+    github: GitHubStandIn, client: GitHubClient, person: git.Repo
+) -> None:
+    push_commit(person, "main", {"old.txt": "old\n", "keep.txt": "keep\n", "gone.txt": "x\n"})
+    person.git.mv("old.txt", "new.txt")
+    push_commit(
+        person,
+        "change",
+        {"added.txt": "new\n", "keep.txt": "changed\n", "gone.txt": None},
+        start="HEAD",
+    )
+    number = github.open_pull(REPO, head="change")
+    files = {f.filename: (f.status, f.previous_filename) for f in client.list_pull_files(number)}
+    assert files == {
+        "added.txt": ("added", None),
+        "keep.txt": ("modified", None),
+        "gone.txt": ("removed", None),
+        "new.txt": ("renamed", "old.txt"),
+    }
+    assert gets(github, f"/repos/{REPO}/pulls/{number}/files") == 2
+
+
+def test_a_merged_pull_request_keeps_its_changed_files(
+    github: GitHubStandIn, client: GitHubClient, person: git.Repo
+) -> None:
+    push_commit(person, "rotate/a", {"approvals/a.yaml": "a: 1\n"})
+    number = github.open_pull(REPO, head="rotate/a")
+    github.merge_pull(REPO, number, by="alice")
+    push_commit(person, "main", {"later.txt": "later\n"})
+    assert [(f.filename, f.status) for f in client.list_pull_files(number)] == [
+        ("approvals/a.yaml", "added")
+    ]
+
+
+def test_reviews_name_reviewer_state_and_commit_in_order(
+    github: GitHubStandIn, client: GitHubClient, person: git.Repo
+) -> None:
+    first = push_commit(person, "rotate/a", {"a.txt": "1\n"})
+    number = client.create_pull(title="Rotate a", head="rotate/a", base="main").number
+    github.review_pull(REPO, number, by="bob", state="CHANGES_REQUESTED", body="not yet")
+    second = push_commit(person, "rotate/a", {"a.txt": "2\n"}, start="origin/rotate/a")
+    own = client.create_review(number, event="COMMENT", body="pushed", commit_id=first)
+    github.review_pull(REPO, number, by="alice")
+    reviews = client.list_reviews(number)
+    assert [(r.login, r.bot, r.state, r.commit_id) for r in reviews] == [
+        ("bob", False, "CHANGES_REQUESTED", first),
+        (github.login, True, "COMMENTED", first),
+        ("alice", False, "APPROVED", second),
+    ]
+    assert reviews[1].id == own.id and reviews[1].body == "pushed"
+    assert reviews[2].submitted_at == "2026-01-01T12:00:00Z"
+    assert gets(github, f"/repos/{REPO}/pulls/{number}/reviews") == 2
+
+
+def test_nobody_approves_their_own_pull_request(
+    github: GitHubStandIn, client: GitHubClient, person: git.Repo
+) -> None:
+    push_commit(person, "rotate/a", {"a.txt": "1\n"})
+    number = client.create_pull(title="Rotate a", head="rotate/a", base="main").number
+    with pytest.raises(GitHubError) as caught:
+        client.create_review(number, event="APPROVE", body="self-approved")
+    assert (caught.value.status, caught.value.errors) == (
+        422,
+        ("Can not approve your own pull request",),
+    )
+    push_commit(person, "rotate/b", {"b.txt": "1\n"})
+    carols = github.open_pull(REPO, head="rotate/b", by="carol")
+    with pytest.raises(ValueError, match="refuses"):
+        github.review_pull(REPO, carols, by="carol")
+
+
+def test_a_review_on_an_unknown_commit_is_refused(
+    github: GitHubStandIn, client: GitHubClient, person: git.Repo
+) -> None:
+    push_commit(person, "rotate/a", {"a.txt": "1\n"})
+    number = github.open_pull(REPO, head="rotate/a")
+    with pytest.raises(GitHubError, match="No commit found for SHA"):
+        client.create_review(number, event="COMMENT", body="x", commit_id="0" * 40)
+
+
+def test_a_files_blob_id_at_a_ref_is_its_git_blob_id(
+    client: GitHubClient, person: git.Repo, git_remote: GitRemote
+) -> None:
+    first = push_commit(person, "main", {"approvals/p.yaml": "one\n"})
+    push_commit(person, "main", {"approvals/p.yaml": "two\n"})
+    at_first = client.get_content_blob_sha("approvals/p.yaml", first)
+    assert at_first == origin_sha(git_remote, f"{first}:approvals/p.yaml")
+    now = client.get_content_blob_sha("approvals/p.yaml", "main")
+    assert now == origin_sha(git_remote, "main:approvals/p.yaml") != at_first
+
+
+def test_no_blob_id_for_a_missing_file_a_directory_or_an_unknown_ref(
+    client: GitHubClient, person: git.Repo
+) -> None:
+    push_commit(person, "main", {"approvals/p.yaml": "one\n"})
+    assert client.get_content_blob_sha("approvals/q.yaml", "main") is None
+    assert client.get_content_blob_sha("approvals", "main") is None
+    assert client.get_content_blob_sha("approvals/p.yaml", "no-such-branch") is None
+
+
+def test_a_file_is_served_as_githubs_base64_content(
+    github: GitHubStandIn, person: git.Repo
+) -> None:
+    text = "approved: " + "x" * 100 + "\n"
+    push_commit(person, "main", {"approvals/p.yaml": text})
+    answer = httpx.get(
+        f"{github.url}/repos/{REPO}/contents/approvals/p.yaml",
+        params={"ref": "main"},
+        headers={"Authorization": f"Bearer {github.token}"},
+    ).json()
+    assert (answer["type"], answer["path"], answer["size"]) == ("file", "approvals/p.yaml", 111)
+    assert all(len(line) <= 60 for line in answer["content"].splitlines())
+    assert b64decode(answer["content"]).decode() == text
+
+
+# --- issues and comments ------------------------------------------------------------------
 
 
 def test_issues_by_label_and_state_include_pull_requests(
@@ -153,27 +338,25 @@ def test_issues_by_label_and_state_include_pull_requests(
     stuck = client.create_issue(title="alice is stuck", body="why", labels=["keyrotor"])
     client.create_issue(title="unrelated")
     pull = github.open_pull(REPO, head="rotate/alice")
-    assert client.add_labels(pull, ["keyrotor", "rotation"]) == ["keyrotor", "rotation"]
+    labelled = client.update_issue(pull, labels=["keyrotor", "rotation"])
+    assert labelled.labels == ("keyrotor", "rotation") and labelled.is_pull_request
     found = client.list_issues(labels=["keyrotor"])
     assert [(i.number, i.is_pull_request) for i in found] == [(pull, True), (stuck.number, False)]
     assert [i.number for i in client.list_issues(labels=["keyrotor", "rotation"])] == [pull]
     client.update_issue(stuck.number, state="closed")
-    assert [i.number for i in client.list_issues(labels=["keyrotor"], state="closed")] == [
-        stuck.number
-    ]
-    assert client.get_issue(stuck.number).state == "closed"
+    closed = client.list_issues(labels=["keyrotor"], state="closed")
+    assert [(i.number, i.state) for i in closed] == [(stuck.number, "closed")]
 
 
-def test_comments_are_created_listed_across_pages_and_updated(
+def test_comments_are_created_and_listed_across_pages(
     github: GitHubStandIn, client: GitHubClient
 ) -> None:
     pull = github.open_pull(REPO, head="rotate/alice")
     ids = [client.create_comment(pull, f"comment {n}").id for n in range(3)]
-    client.update_comment(ids[1], "edited")
     comments = client.list_comments(pull)
     assert [(c.id, c.body) for c in comments] == [
         (ids[0], "comment 0"),
-        (ids[1], "edited"),
+        (ids[1], "comment 1"),
         (ids[2], "comment 2"),
     ]
     assert comments[0].author == github.login
@@ -289,12 +472,10 @@ def test_pagination_refuses_a_link_to_another_host(client: GitHubClient) -> None
 
 
 def test_secret_is_created_then_updated(github: GitHubStandIn, client: GitHubClient) -> None:
-    assert client.secret_updated_at("AWS_ACCESS_KEY_ID") is None
     assert client.put_secret("AWS_ACCESS_KEY_ID", "AKIAOLD") == "created"
     assert client.put_secret("AWS_ACCESS_KEY_ID", "AKIANEW") == "updated"
     assert github.secret(REPO, "AWS_ACCESS_KEY_ID") == "AKIANEW"
     assert github.secret_writes(REPO, "AWS_ACCESS_KEY_ID") == 2
-    assert client.secret_updated_at("AWS_ACCESS_KEY_ID") == "2026-01-01T12:00:00Z"
 
 
 def test_sealed_box_round_trip(github: GitHubStandIn, client: GitHubClient) -> None:
@@ -319,7 +500,6 @@ def test_environment_secrets_use_the_environments_own_key(
     )
     assert github.secret("acme/web", "AWS_ACCESS_KEY_ID", "prod") == "AKIAPROD"
     assert github.secret("acme/web", "AWS_ACCESS_KEY_ID") is None
-    assert client.secret_updated_at("AWS_ACCESS_KEY_ID", "prod", repo="acme/web") is not None
 
 
 def test_secret_in_a_missing_environment_is_404(client: GitHubClient) -> None:

@@ -1,10 +1,11 @@
 """A small client for the parts of GitHub's REST API that keyrotor uses.
 
-Pull requests, issues, their comments and labels (the approval flow), and Actions secrets
-(a credential target). Requests carry GitHub's versioned media type; list calls follow `Link:
-rel="next"` to the end; rate-limited answers (403/429 with `Retry-After`, or with
-`x-ratelimit-remaining: 0` and `x-ratelimit-reset`) are waited out and retried, within a bound
-on attempts and on total waiting, after which the call fails with `GitHubError`.
+Pull requests with their changed files and reviews, file contents, issues and their comments
+(the approval flow and its verification), and Actions secrets (a credential target). Requests
+carry GitHub's versioned media type; list calls follow `Link: rel="next"` to the end;
+rate-limited answers (403/429 with `Retry-After`, or with `x-ratelimit-remaining: 0` and
+`x-ratelimit-reset`) are waited out and retried, within a bound on attempts and on total
+waiting, after which the call fails with `GitHubError`.
 
 The token is sent in the Authorization header only. It is kept out of every message, repr and
 exception this module makes, and the client refuses to follow a `Link` to another origin.
@@ -36,6 +37,9 @@ SECONDARY_RATE_LIMIT_WAIT = 60.0
 State = Literal["open", "closed"]
 StateFilter = Literal["open", "closed", "all"]
 SecretWrite = Literal["created", "updated"]
+#: GitHub's review states; PENDING reviews are not submitted and are seen by their author only.
+ReviewState = Literal["APPROVED", "CHANGES_REQUESTED", "COMMENTED", "DISMISSED", "PENDING"]
+ReviewEvent = Literal["APPROVE", "REQUEST_CHANGES", "COMMENT"]
 
 
 class GitHubError(KeyrotorError):
@@ -78,20 +82,31 @@ class PublicKey:
 
 @dataclass(frozen=True)
 class PullRequest:
+    """A pull request. `author` and `merged_by` are GitHub accounts (the token that opened or
+    merged it), never git metadata. `merged_by` is only in a single pull request's answer
+    (`get_pull`), not in lists: there it is None even when `merged` is true."""
+
     number: int
     state: State
     title: str
     body: str | None
     head_ref: str
     head_label: str
+    head_sha: str
     base_ref: str
     html_url: str
     merged: bool
+    merged_at: str | None
+    merged_by: str | None
+    #: The merger's account is a bot (GitHub's `type: Bot`), not a person.
+    merged_by_bot: bool
+    author: str | None
     draft: bool
     raw: Mapping[str, Any] = field(repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PullRequest:
+        merger = data.get("merged_by") or {}
         return cls(
             number=data["number"],
             state=data["state"],
@@ -99,11 +114,60 @@ class PullRequest:
             body=data.get("body"),
             head_ref=data["head"]["ref"],
             head_label=data["head"]["label"],
+            head_sha=data["head"]["sha"],
             base_ref=data["base"]["ref"],
             html_url=data["html_url"],
             # The list endpoint has no `merged`; `merged_at` is set exactly when it was merged.
             merged=bool(data.get("merged")) or data.get("merged_at") is not None,
+            merged_at=data.get("merged_at"),
+            merged_by=merger.get("login"),
+            merged_by_bot=merger.get("type") == "Bot",
+            author=(data.get("user") or {}).get("login"),
             draft=bool(data.get("draft")),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class PullFile:
+    """One file a pull request changes (against the merge base of its base and head)."""
+
+    filename: str
+    #: added, removed, modified, renamed, copied, changed or unchanged
+    status: str
+    previous_filename: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PullFile:
+        return cls(data["filename"], data["status"], data.get("previous_filename"))
+
+
+@dataclass(frozen=True)
+class Review:
+    """A pull request review. `login` is the reviewer's account (None for a deleted account),
+    `commit_id` the commit GitHub recorded it on (None if that commit no longer exists)."""
+
+    id: int
+    login: str | None
+    #: The reviewer's account is a bot (GitHub's `type: Bot`), not a person.
+    bot: bool
+    state: ReviewState
+    commit_id: str | None
+    submitted_at: str | None
+    body: str
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Review:
+        user = data.get("user") or {}
+        return cls(
+            id=data["id"],
+            login=user.get("login"),
+            bot=user.get("type") == "Bot",
+            state=data["state"],
+            commit_id=data.get("commit_id"),
+            submitted_at=data.get("submitted_at"),
+            body=data.get("body") or "",
             raw=data,
         )
 
@@ -276,7 +340,51 @@ class GitHubClient:
         data = self._json("PATCH", f"/repos/{self._repo(repo)}/pulls/{number}", json=payload)
         return PullRequest.from_json(data)
 
-    # --- issues, comments, labels ------------------------------------------------------------
+    def list_pull_files(self, number: int, *, repo: str | None = None) -> list[PullFile]:
+        """The files a pull request changes, as GitHub computes them from the merge base of its
+        base and head (GitHub lists at most 3000)."""
+        path = f"/repos/{self._repo(repo)}/pulls/{number}/files"
+        return [PullFile.from_json(item) for item in self._paginate(path, {})]
+
+    def list_reviews(self, number: int, *, repo: str | None = None) -> list[Review]:
+        """A pull request's reviews, oldest first."""
+        path = f"/repos/{self._repo(repo)}/pulls/{number}/reviews"
+        return [Review.from_json(item) for item in self._paginate(path, {})]
+
+    def create_review(
+        self,
+        number: int,
+        *,
+        event: ReviewEvent,
+        body: str,
+        commit_id: str | None = None,
+        repo: str | None = None,
+    ) -> Review:
+        """Submit a review on `commit_id` (GitHub's default: the head). An author may only
+        COMMENT on their own pull request; COMMENT and REQUEST_CHANGES need a body."""
+        payload: dict[str, Any] = {"event": event, "body": body}
+        if commit_id is not None:
+            payload["commit_id"] = commit_id
+        path = f"/repos/{self._repo(repo)}/pulls/{number}/reviews"
+        return Review.from_json(self._json("POST", path, json=payload))
+
+    # --- contents ----------------------------------------------------------------------------
+
+    def get_content_blob_sha(self, path: str, ref: str, *, repo: str | None = None) -> str | None:
+        """The Git blob id of the file at `path` in commit, branch or tag `ref`; None when
+        there is no such file there (or it is a directory, symlink or submodule)."""
+        url = f"/repos/{self._repo(repo)}/contents/{quote(path.strip('/'), safe='/')}"
+        try:
+            data = self._json("GET", url, params={"ref": ref})
+        except GitHubError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        if not isinstance(data, dict) or data.get("type") != "file":
+            return None
+        return str(data["sha"])
+
+    # --- issues and comments ------------------------------------------------------------
 
     def list_issues(
         self,
@@ -292,9 +400,6 @@ class GitHubClient:
             params["labels"] = ",".join(labels)
         items = self._paginate(f"/repos/{self._repo(repo)}/issues", params)
         return [Issue.from_json(item) for item in items]
-
-    def get_issue(self, number: int, *, repo: str | None = None) -> Issue:
-        return Issue.from_json(self._json("GET", f"/repos/{self._repo(repo)}/issues/{number}"))
 
     def create_issue(
         self,
@@ -337,18 +442,6 @@ class GitHubClient:
         path = f"/repos/{self._repo(repo)}/issues/{issue_number}/comments"
         return Comment.from_json(self._json("POST", path, json={"body": body}))
 
-    def update_comment(self, comment_id: int, body: str, *, repo: str | None = None) -> Comment:
-        path = f"/repos/{self._repo(repo)}/issues/comments/{comment_id}"
-        return Comment.from_json(self._json("PATCH", path, json={"body": body}))
-
-    def add_labels(
-        self, issue_number: int, labels: Sequence[str], *, repo: str | None = None
-    ) -> list[str]:
-        """Add labels (GitHub creates unknown ones); returns all labels the issue now has."""
-        path = f"/repos/{self._repo(repo)}/issues/{issue_number}/labels"
-        data = self._json("POST", path, json={"labels": list(labels)})
-        return [_label_name(label) for label in data]
-
     # --- Actions secrets ---------------------------------------------------------------------
 
     def public_key(self, environment: str | None = None, *, repo: str | None = None) -> PublicKey:
@@ -375,19 +468,6 @@ class GitHubClient:
         payload = {"encrypted_value": key.seal(plaintext), "key_id": key.key_id}
         response = self._request("PUT", path, json=payload)
         return "created" if response.status_code == 201 else "updated"
-
-    def secret_updated_at(
-        self, name: str, environment: str | None = None, *, repo: str | None = None
-    ) -> str | None:
-        """When an Actions secret was last written (ISO 8601), None if it does not exist."""
-        path = f"{self._secrets_path(repo, environment)}/{_segment(name)}"
-        try:
-            data = self._json("GET", path)
-        except GitHubError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return str(data["updated_at"])
 
     # --- plumbing ----------------------------------------------------------------------------
 

@@ -99,3 +99,33 @@ def another_run_wins_every_push(
     )
     hook.chmod(0o755)
     return Sabotage(state)
+
+
+def push_commit(
+    repo: git.Repo,
+    branch: str,
+    files: dict[str, str | None],
+    message: str = "a change",
+    *,
+    start: str = "origin/main",
+    author: tuple[str, str] | None = None,
+) -> str:
+    """Commit `files` (text, or None to delete) on top of `start` and push it to `branch` on
+    origin, as a person working in `repo` would; returns the commit's sha."""
+    repo.git.fetch("origin")
+    repo.git.checkout("-B", f"work/{branch}", start)
+    root = Path(repo.working_tree_dir or ".")
+    for rel, text in files.items():
+        if text is None:
+            repo.index.remove([rel], working_tree=True)
+            continue
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+        repo.index.add([rel])
+    env = {}
+    if author is not None:
+        env = {"GIT_AUTHOR_NAME": author[0], "GIT_AUTHOR_EMAIL": author[1]}
+    with repo.git.custom_environment(**env):
+        repo.git.commit("-m", message)
+    repo.git.push("--force", "origin", f"HEAD:refs/heads/{branch}")
+    return repo.head.commit.hexsha
