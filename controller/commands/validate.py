@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"::error::{_escape_data(str(exc))}")
         raise
 
-    policies, problems = validate_manifests(files)
+    # Without explicit paths, manifests/ of the repository: nothing outside it is read.
+    policies, problems = validate_manifests(files, root=None if args.paths else Path(args.repo))
     names = [policy.name for policy in policies]
     if as_json:
         _emit_json(not problems, names, problems)
