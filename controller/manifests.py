@@ -24,6 +24,7 @@ from datetime import timedelta
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, cast
 
 import yaml
@@ -712,6 +713,9 @@ def _policy(doc: _Document, generation: str) -> Policy:
         on_overdue=cast(OnOverdue, spec.get("onOverdue", "report")),
         suspend=spec.get("suspend", False),
         generation=generation,
+        positions=MappingProxyType(
+            {render_path(path): Source(doc.path, *where) for path, where in doc.values.items()}
+        ),
         **kwargs,
     )
 

@@ -41,6 +41,7 @@ from controller.policy import (
     SsmParameterTarget,
     UserSelection,
     Window,
+    position,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -580,3 +581,13 @@ def test_examples_satisfy_the_schema_alone() -> None:
         for document in yaml.safe_load_all(path.read_text()):
             assert list(validator.iter_errors(document)) == [], path
 
+
+def test_a_policy_knows_where_each_of_its_fields_was_written(tmp_path: Path) -> None:
+    (policy,) = _load(tmp_path, MINIMAL)
+    assert policy.positions["spec.targets[0].secretId"] == Source(
+        str(tmp_path / "policy.yaml"), 10, 45
+    )
+    assert position(policy, "spec.users.names[0]") == Source(str(tmp_path / "policy.yaml"), 7, 13)
+    # A field left to its default: its closest written parent.
+    assert position(policy, "spec.checks[0]") == Source(str(tmp_path / "policy.yaml"), 6, 3)
+    assert position(policy, "nowhere") == policy.source
