@@ -199,10 +199,15 @@ def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> I
     yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
+def schema_validator(schema: Mapping[str, Any]) -> Any:
+    """A 2020-12 validator for `schema` whose `pattern` means what JSON Schema says."""
+    cls = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})  # type: ignore[no-untyped-call]
+    return cls(schema)
+
+
 @cache
 def _validator() -> Any:
-    cls = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})  # type: ignore[no-untyped-call]
-    return cls(load_schema())
+    return schema_validator(load_schema())
 
 
 # --- YAML to values, keeping positions ---------------------------------------------------------
@@ -433,6 +438,12 @@ _DEF_MESSAGES = {
         "a valid JSON field name",
         "start with a letter or '_' and use letters, digits, '_' and '-', e.g. AccessKeyId",
     ),
+    "accountId": ("an AWS account id", "write the 12 digits in quotes, e.g. '123456789012'"),
+    "namePattern": (
+        "a name pattern",
+        "write a name or ARN in which '*' matches any text, without spaces, '?' or braces, "
+        "e.g. ci/*",
+    ),
     "httpUrl": ("an http(s) URL", "write an absolute URL, e.g. https://app.example.com/healthz"),
     "cronSchedule": (
         "a cron schedule",
@@ -466,10 +477,10 @@ def _got(value: Any) -> str:
     return _show(value)
 
 
-def _def_name(schema: Any) -> str | None:
-    for name, definition in load_schema()["$defs"].items():
+def _def_name(schema: Any, defs: Mapping[str, Any]) -> str | None:
+    for name, definition in defs.items():
         if schema is definition or schema == definition:
-            return cast(str, name)
+            return name
     return None
 
 
@@ -480,8 +491,12 @@ def _discriminator(path: JsonPath) -> str | None:
     return None
 
 
-def _report_schema_error(error: Any, doc: _Document) -> None:
-    """Turn one jsonschema error into diagnostics that say what is wrong and what is expected."""
+def _report_schema_error(error: Any, doc: _Document, defs: Mapping[str, Any] | None = None) -> None:
+    """Turn one jsonschema error into diagnostics that say what is wrong and what is expected.
+
+    `defs` are the `$defs` of the schema the error comes from (default: RotationPolicy's).
+    """
+    defs = load_schema()["$defs"] if defs is None else defs
     path: JsonPath = tuple(error.absolute_path)
     keyword: str = error.validator
     schema: Any = error.schema
@@ -489,7 +504,7 @@ def _report_schema_error(error: Any, doc: _Document) -> None:
     expected: Any = error.validator_value
     where = _prefix(path)
 
-    named = _def_name(schema)
+    named = _def_name(schema, defs)
     if named in _DEF_MESSAGES and keyword in ("type", "pattern", "minLength", "maxLength"):
         noun, hint = _DEF_MESSAGES[named]
         doc.at(path, f"{where}{_show(instance)} is not {noun}; {hint}")
@@ -588,7 +603,7 @@ def _report_schema_error(error: Any, doc: _Document) -> None:
         names = [n for s in expected for n in s["required"]]
         doc.at(path, f"{where}give at least one of {', '.join(names)}")
     elif keyword in ("anyOf", "oneOf") and error.context:
-        _report_schema_error(best_match(error.context), doc)
+        _report_schema_error(best_match(error.context), doc, defs)
     elif keyword == "pattern":
         doc.at(path, f"{where}{_show(instance)} does not match the pattern {expected}")
     else:  # pragma: no cover - every keyword the schema uses is handled above
@@ -912,11 +927,19 @@ def _read_documents(
     data = _read_manifest(path, display, root)
     if isinstance(data, Diagnostic):
         return [], [data], b""
+    documents, problems = _parse_documents(data, display)
+    return documents, problems, data
+
+
+def _parse_documents(
+    data: bytes, display: str, *, expected: str = "RotationPolicy"
+) -> tuple[list[_Document], list[Diagnostic]]:
+    """YAML bytes to documents with positions (`expected` names the kind of document)."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        return [], [Diagnostic(display, line, 1, "the file is not UTF-8 text")], data
+        return [], [Diagnostic(display, line, 1, "the file is not UTF-8 text")]
     problems: list[Diagnostic] = []
     nodes: list[yaml.Node | None] = []
     unprintable = yaml.reader.Reader.NON_PRINTABLE.search(text)
@@ -925,7 +948,7 @@ def _read_documents(
         line, column = before.count("\n") + 1, unprintable.start() - before.rfind("\n")
         code = f"U+{ord(unprintable.group()):04X}"
         message = f"the file contains the control character {code}, which YAML does not allow"
-        return [], [Diagnostic(display, line, column, message)], data
+        return [], [Diagnostic(display, line, column, message)]
     loader = _Loader(text)
     try:
         while loader.check_node():
@@ -955,10 +978,12 @@ def _read_documents(
                 display,
                 1,
                 1,
-                "the file is empty; a manifest holds one or more RotationPolicy documents",
+                "the file is empty; a manifest holds one or more RotationPolicy documents"
+                if expected == "RotationPolicy"
+                else f"the file is empty; expected a {expected} document",
             )
         )
-        return [], problems, data
+        return [], problems
     documents = []
     for number, (node, start) in enumerate(zip(nodes, starts, strict=False), start=1):
         if node is None or _is_null(node):
@@ -976,9 +1001,8 @@ def _read_documents(
                     display,
                     line,
                     column,
-                    f"document {number} is {kind}; "
-                    "expected a mapping with apiVersion, kind, metadata and "
-                    "spec",
+                    f"document {number} is {kind}; expected a mapping with apiVersion, kind"
+                    + (", metadata and spec" if expected == "RotationPolicy" else " and the rest"),
                 )
             )
             continue
@@ -999,7 +1023,7 @@ def _read_documents(
             )
             continue
         documents.append(doc)
-    return documents, problems, data
+    return documents, problems
 
 
 def _is_null(node: yaml.Node | None) -> bool:
