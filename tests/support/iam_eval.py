@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import copy
 import enum
+import importlib.util
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 ContextValue = str | Sequence[str]
@@ -47,7 +48,11 @@ class Request:
 
 @cache
 def _definitions() -> dict[str, Any]:
-    text = (resources.files("parliament") / "iam_definition.json").read_text(encoding="utf-8")
+    # Found without importing parliament, whose import leaves files open.
+    spec = importlib.util.find_spec("parliament")
+    assert spec is not None and spec.submodule_search_locations, "parliament is not installed"
+    path = Path(next(iter(spec.submodule_search_locations))) / "iam_definition.json"
+    text = path.read_text(encoding="utf-8")
     return {service["prefix"]: service for service in json.loads(text)}
 
 
