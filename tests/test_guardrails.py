@@ -353,3 +353,21 @@ def test_an_exclusion_says_which_guardrail_excludes_the_user() -> None:
     assert message == (
         "excluded by the guardrails: the user carries the protecting tag keyrotor.dev/protect=true"
     )
+
+
+def test_the_schema_is_valid_2020_12_and_closes_every_object() -> None:
+    from jsonschema import Draft202012Validator  # type: ignore[import-untyped, unused-ignore]
+
+    schema = load_schema()
+    Draft202012Validator.check_schema(schema)
+
+    def walk(node: object, where: str) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "object" and "properties" in node:
+                assert node.get("additionalProperties") is False, where
+                for name, child in node["properties"].items():
+                    assert "description" in child, f"{where}.{name}"
+            for key, child in node.items():
+                walk(child, f"{where}.{key}")
+
+    walk(schema, "$")
