@@ -189,6 +189,31 @@ def test_a_guardrails_parameter_is_readable_by_both_roles(policies: list[Policy]
         )
         arn = f"{PARAMETER}/keyrotor/guardrails"
         assert _judge(document, "ssm:GetParameter", arn) is Decision.ALLOWED
+        assert lint(document) == []
+
+
+def test_the_apply_role_can_never_change_its_own_guardrails(tmp_path: Path) -> None:
+    # A manifest whose target could name the guardrails parameter.
+    text = MANIFESTS.replace('name: "/ci/{user}/aws"', 'name: "/{user}/guardrails"').replace(
+        "pathPrefix: /}", "pathPrefix: /keyrotor/}"
+    )
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / "p.yaml").write_text(text)
+    policies = load_policies([tmp_path / "manifests"], root=tmp_path)
+    document = iam_policy(
+        policies,
+        None,
+        role="apply",
+        account_id=ACCOUNT,
+        region=REGION,
+        guardrails_parameter="/keyrotor/guardrails",
+    )
+    arn = f"{PARAMETER}/keyrotor/guardrails"
+    assert _judge(document, "ssm:PutParameter", f"{PARAMETER}/other/guardrails") is (
+        Decision.ALLOWED
+    )
+    assert _judge(document, "ssm:PutParameter", arn) is Decision.EXPLICIT_DENY
+    assert _judge(document, "ssm:GetParameter", arn) is Decision.ALLOWED
 
 
 # --- what they allow ---------------------------------------------------------------------------

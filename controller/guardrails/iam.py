@@ -83,6 +83,14 @@ TAG_ACTIONS = {
     "ssm": ("ssm:AddTagsToResource",),
 }
 KMS_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
+#: What could change the guardrails parameter; denied to the apply role.
+GUARDRAILS_CHANGES = (
+    "ssm:AddTagsToResource",
+    "ssm:DeleteParameter",
+    "ssm:LabelParameterVersion",
+    "ssm:PutParameter",
+    "ssm:RemoveTagsFromResource",
+)
 
 GITHUB_OIDC_PROVIDER = "token.actions.githubusercontent.com"
 #: The GitHub environment the reconcile workflow runs in (protected: default branch only).
@@ -241,7 +249,8 @@ def iam_policy(
 
     `account_id` and `region` are the ambient ones (a policy's `roleArn` and a target's `region`
     win). `guardrails_parameter` is the SSM parameter name the guardrails are read from, if any:
-    both roles may read it (it must be a `String`). One document covers every account the
+    both roles may read it (it must be a `String`), and the apply role is denied every change
+    to it, even if a target's template could name it. One document covers every account the
     policies name; attach it to each account's role (statements for other accounts are inert).
     """
     apply = role == "apply"
@@ -298,13 +307,13 @@ def iam_policy(
         statements.append(_statement("AssumeAccountRoles", ["sts:AssumeRole"], roles))
     if guardrails_parameter:
         name = guardrails_parameter.lstrip("/")
-        statements.append(
-            _statement(
-                "ReadGuardrails",
-                ["ssm:GetParameter"],
-                [f"arn:{partition}:ssm:{region}:{account_id}:parameter/{name}"],
+        arn = f"arn:{partition}:ssm:{region}:{account_id}:parameter/{name}"
+        statements.append(_statement("ReadGuardrails", ["ssm:GetParameter"], [arn]))
+        if apply:
+            # Whatever a target's template can name, keyrotor never changes its own limits.
+            statements.append(
+                _statement("ProtectGuardrails", GUARDRAILS_CHANGES, [arn], effect="Deny")
             )
-        )
     if apply and guardrails is not None:
         statements += _deny_statements(policies, guardrails, account_id, partition)
     return {"Version": VERSION, "Statement": statements}
