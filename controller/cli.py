@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--repo", default=".", help="checkout whose manifests/ is validated (default: .)"
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument(
+        "--guardrails",
+        metavar="FILE",
+        help="also check the manifests against these guardrails (a file; offline)",
+    )
     p.set_defaults(handler="controller.commands.validate:run")
 
     p = subs.add_parser("plan", help="show what apply would do; never writes")
@@ -132,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", action="append", default=[], metavar="NAME")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(handler="controller.commands.history:run")
+
+    p = subs.add_parser(
+        "iam-policy", help="print the least-privilege IAM policy (and trust policy) for keyrotor"
+    )
+    from controller.commands.iam_policy import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(handler="controller.commands.iam_policy:run")
 
     p = subs.add_parser("demo", help="run a whole rotation on an embedded AWS and Git; no account")
     p.add_argument("--keep", metavar="DIR", help="keep the demo's repositories in DIR")

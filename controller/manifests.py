@@ -17,12 +17,14 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, cast
 
 import yaml
@@ -35,6 +37,7 @@ from jsonschema.exceptions import best_match
 
 from controller.durations import parse_duration
 from controller.errors import Diagnostic, KeyrotorError, ManifestError
+from controller.namepatterns import Pattern, overlaps, template_pattern
 from controller.policy import (
     API_VERSION,
     KIND,
@@ -102,25 +105,72 @@ def discover(paths: Sequence[Path]) -> list[Path]:
     """The manifest files among `paths`: files as given, directories searched recursively.
 
     Inside directories only `*.yaml` and `*.yml` count, and hidden files and directories are
-    skipped. The result is sorted and free of duplicates. A missing path raises
-    `ManifestPathError`.
+    skipped. Symbolic links are not followed: a linked manifest file, or a linked directory of
+    any name, is returned as it is, so that reading it reports it as refused. The result is
+    sorted and free of duplicates. A missing path raises `ManifestPathError`.
     """
     found: dict[str, Path] = {}
     for given in paths:
-        if given.is_dir():
-            for candidate in given.rglob("*"):
-                relative = candidate.relative_to(given)
-                if (
-                    candidate.suffix in MANIFEST_SUFFIXES
-                    and not any(part.startswith(".") for part in relative.parts)
-                    and candidate.is_file()
-                ):
-                    found.setdefault(os.path.abspath(candidate), candidate)
-        elif given.exists():
+        if given.is_dir() and not given.is_symlink():
+            for folder, dirs, files in os.walk(given, followlinks=False):
+                here = Path(folder)
+                for name in sorted(dirs):
+                    if name.startswith(".") or not (here / name).is_symlink():
+                        continue
+                    found.setdefault(os.path.abspath(here / name), here / name)
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                for name in files:
+                    candidate = here / name
+                    if candidate.suffix in MANIFEST_SUFFIXES and not name.startswith("."):
+                        found.setdefault(os.path.abspath(candidate), candidate)
+        elif given.exists() or given.is_symlink():
             found.setdefault(os.path.abspath(given), given)
         else:
             raise ManifestPathError(display_path(given))
     return sorted(found.values())
+
+
+#: A manifest is a few kilobytes; anything much larger is refused before it is parsed.
+MAX_MANIFEST_BYTES = 1024 * 1024
+
+
+def _read_manifest(path: Path, display: str, root: Path | None) -> bytes | Diagnostic:
+    """The bytes of a manifest file, or why it is refused; a refused file's content is never
+    read, so it cannot reach a message.
+
+    Refused: a symbolic link (the file or, when it was found in a directory, the directory
+    itself), a file outside `root` (the repository) when `root` is given, anything that is not a
+    regular file, and a file larger than `MAX_MANIFEST_BYTES`.
+    """
+    if path.is_symlink():
+        kind = "directory" if path.is_dir() else "file"
+        return Diagnostic(
+            display,
+            1,
+            1,
+            f"refused: the {kind} is a symbolic link; keyrotor reads only regular files in the "
+            f"repository, so replace the link with the {kind} itself",
+        )
+    if root is not None:
+        real, real_root = os.path.realpath(path), os.path.realpath(root)
+        if os.path.commonpath([real, real_root]) != real_root:
+            return Diagnostic(
+                display, 1, 1, f"refused: the file is outside the repository ({root})"
+            )
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        return Diagnostic(display, 1, 1, f"cannot read the file: {exc.strerror}")
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return Diagnostic(display, 1, 1, "refused: not a regular file")
+        data = handle.read(MAX_MANIFEST_BYTES + 1)
+    if len(data) > MAX_MANIFEST_BYTES:
+        return Diagnostic(
+            display, 1, 1, f"refused: the file is larger than {MAX_MANIFEST_BYTES // 1024} KiB"
+        )
+    return data
 
 
 def git_blob_id(data: bytes) -> str:
@@ -149,10 +199,15 @@ def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> I
     yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
+def schema_validator(schema: Mapping[str, Any]) -> Any:
+    """A 2020-12 validator for `schema` whose `pattern` means what JSON Schema says."""
+    cls = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})  # type: ignore[no-untyped-call]
+    return cls(schema)
+
+
 @cache
 def _validator() -> Any:
-    cls = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})  # type: ignore[no-untyped-call]
-    return cls(load_schema())
+    return schema_validator(load_schema())
 
 
 # --- YAML to values, keeping positions ---------------------------------------------------------
@@ -177,8 +232,29 @@ def _prefix(path: JsonPath) -> str:
     return f"{render_path(path)}: " if path else ""
 
 
+#: How many values aliases may expand to in one document. PyYAML composes an alias as a second
+#: reference to the anchored node, so a few hundred bytes of nested aliases (a "billion laughs")
+#: stand for billions of values; turning them into plain values is where the time would go.
+MAX_ALIASED_VALUES = 10_000
+
+
+class _Alias(yaml.Node):
+    """A use of an anchor (`*name`), kept apart from the anchored node so its use is counted."""
+
+    def __init__(self, target: yaml.Node, mark: yaml.Mark) -> None:
+        super().__init__(target.tag, target.value, mark, mark)
+        self.target = target
+
+
+class _TooManyAliases(Exception):
+    def __init__(self, mark: yaml.Mark) -> None:
+        super().__init__()
+        self.mark = mark
+
+
 class _Loader(yaml.SafeLoader):
-    """A SafeLoader that remembers where each document starts (its `---`, if any)."""
+    """A SafeLoader that remembers where each document starts (its `---`, if any) and composes
+    each alias as an `_Alias`, so the values an alias stands for can be bounded."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -187,6 +263,18 @@ class _Loader(yaml.SafeLoader):
     def compose_document(self) -> yaml.Node | None:
         self.document_starts.append(_pos(self.peek_event().start_mark))  # type: ignore[no-untyped-call]
         return super().compose_document()
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            target = super().compose_node(parent, index)
+            assert target is not None  # an alias always names a node
+            return _Alias(target, mark)
+        return super().compose_node(parent, index)
+
+
+def _unalias(node: yaml.Node) -> yaml.Node:
+    return node.target if isinstance(node, _Alias) else node
 
 
 @dataclass
@@ -200,6 +288,9 @@ class _Document:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     value: Any = None
     _active: set[int] = field(default_factory=set)
+    # Values built so far on behalf of an alias, and the outermost alias being expanded.
+    _aliased: int = 0
+    _alias: yaml.Mark | None = None
 
     def at(self, path: JsonPath, message: str, *, key: bool = False) -> None:
         """Report a problem at the node of `path` (its key if `key`), else at the closest parent."""
@@ -214,6 +305,18 @@ class _Document:
         self.diagnostics.append(Diagnostic(self.path, line, column, message))
 
     def build(self, node: yaml.Node, path: JsonPath) -> Any:
+        if isinstance(node, _Alias):
+            if self._alias is not None:
+                return self.build(node.target, path)
+            self._alias = node.start_mark
+            try:
+                return self.build(node.target, path)
+            finally:
+                self._alias = None
+        if self._alias is not None:
+            self._aliased += 1
+            if self._aliased > MAX_ALIASED_VALUES:
+                raise _TooManyAliases(self._alias)
         self.values[path] = _pos(node.start_mark)
         if id(node) in self._active:
             self.at(path, f"{_prefix(path)}an alias refers to a node that contains it")
@@ -257,7 +360,8 @@ class _Document:
         merges = [value for key, value in node.value if key.tag == _TAG + "merge"]
         # `<<: [*a, *b]`: keys of *a win over those of *b, explicit keys over both.
         for merge in reversed(merges):
-            sources = merge.value if isinstance(merge, yaml.SequenceNode) else [merge]
+            unaliased = _unalias(merge)
+            sources = unaliased.value if isinstance(unaliased, yaml.SequenceNode) else [merge]
             for source in reversed(sources):
                 merged = self.build(source, path)
                 if isinstance(merged, dict):
@@ -266,7 +370,8 @@ class _Document:
                     self.at(path, f"{_prefix(path)}'<<' can only merge mappings")
         self.values[path] = _pos(node.start_mark)
         seen: dict[str, Position] = {}
-        for key_node, value_node in node.value:
+        for aliased_key, value_node in node.value:
+            key_node = _unalias(aliased_key)
             if key_node.tag == _TAG + "merge":
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
@@ -329,6 +434,16 @@ _DEF_MESSAGES = {
         "use letters, digits, '_' and placeholders, not starting with a digit, e.g. "
         "AWS_ACCESS_KEY_ID",
     ),
+    "jsonFieldName": (
+        "a valid JSON field name",
+        "start with a letter or '_' and use letters, digits, '_' and '-', e.g. AccessKeyId",
+    ),
+    "accountId": ("an AWS account id", "write the 12 digits in quotes, e.g. '123456789012'"),
+    "namePattern": (
+        "a name pattern",
+        "write a name or ARN in which '*' matches any text, without spaces, '?' or braces, "
+        "e.g. ci/*",
+    ),
     "httpUrl": ("an http(s) URL", "write an absolute URL, e.g. https://app.example.com/healthz"),
     "cronSchedule": (
         "a cron schedule",
@@ -362,10 +477,10 @@ def _got(value: Any) -> str:
     return _show(value)
 
 
-def _def_name(schema: Any) -> str | None:
-    for name, definition in load_schema()["$defs"].items():
+def _def_name(schema: Any, defs: Mapping[str, Any]) -> str | None:
+    for name, definition in defs.items():
         if schema is definition or schema == definition:
-            return cast(str, name)
+            return name
     return None
 
 
@@ -376,8 +491,12 @@ def _discriminator(path: JsonPath) -> str | None:
     return None
 
 
-def _report_schema_error(error: Any, doc: _Document) -> None:
-    """Turn one jsonschema error into diagnostics that say what is wrong and what is expected."""
+def _report_schema_error(error: Any, doc: _Document, defs: Mapping[str, Any] | None = None) -> None:
+    """Turn one jsonschema error into diagnostics that say what is wrong and what is expected.
+
+    `defs` are the `$defs` of the schema the error comes from (default: RotationPolicy's).
+    """
+    defs = load_schema()["$defs"] if defs is None else defs
     path: JsonPath = tuple(error.absolute_path)
     keyword: str = error.validator
     schema: Any = error.schema
@@ -385,7 +504,7 @@ def _report_schema_error(error: Any, doc: _Document) -> None:
     expected: Any = error.validator_value
     where = _prefix(path)
 
-    named = _def_name(schema)
+    named = _def_name(schema, defs)
     if named in _DEF_MESSAGES and keyword in ("type", "pattern", "minLength", "maxLength"):
         noun, hint = _DEF_MESSAGES[named]
         doc.at(path, f"{where}{_show(instance)} is not {noun}; {hint}")
@@ -484,7 +603,7 @@ def _report_schema_error(error: Any, doc: _Document) -> None:
         names = [n for s in expected for n in s["required"]]
         doc.at(path, f"{where}give at least one of {', '.join(names)}")
     elif keyword in ("anyOf", "oneOf") and error.context:
-        _report_schema_error(best_match(error.context), doc)
+        _report_schema_error(best_match(error.context), doc, defs)
     elif keyword == "pattern":
         doc.at(path, f"{where}{_show(instance)} does not match the pattern {expected}")
     else:  # pragma: no cover - every keyword the schema uses is handled above
@@ -609,6 +728,9 @@ def _policy(doc: _Document, generation: str) -> Policy:
         on_overdue=cast(OnOverdue, spec.get("onOverdue", "report")),
         suspend=spec.get("suspend", False),
         generation=generation,
+        positions=MappingProxyType(
+            {render_path(path): Source(doc.path, *where) for path, where in doc.values.items()}
+        ),
         **kwargs,
     )
 
@@ -700,6 +822,7 @@ def _check_targets(doc: _Document, policy: Policy) -> None:
                     f"{render_path(path)}: unbalanced brace in {template!r}; placeholders "
                     "are written {user}, {policy} or {account}",
                 )
+        _check_fields(doc, base, raw, policy.targets[index])
         if not users.may_select_many:
             continue
         if raw["type"] == "github-actions-secret":
@@ -728,6 +851,25 @@ def _check_targets(doc: _Document, policy: Policy) -> None:
                     f"this policy may select several users ({why}); otherwise every user's "
                     "key is written to the same place",
                 )
+
+
+def _check_fields(doc: _Document, base: JsonPath, raw: Mapping[str, Any], target: Target) -> None:
+    """The key id and the secret key go to two different JSON fields."""
+    if isinstance(target, GithubActionsSecretTarget):
+        return
+    fields = target.fields
+    if fields.access_key_id != fields.secret_access_key:
+        return
+    given = raw.get("fields", {})
+    key = "secretAccessKey" if "secretAccessKey" in given else "accessKeyId"
+    other = "accessKeyId" if key == "secretAccessKey" else "secretAccessKey"
+    path = (*base, "fields", key)
+    default = "" if other in given else ", by default"
+    doc.at(
+        path,
+        f"{render_path(path)}: {given[key]!r} is also the name of the {other} field{default}; "
+        "the key id and the secret key need different field names",
+    )
 
 
 def _check_users(doc: _Document, policy: Policy) -> None:
@@ -779,16 +921,25 @@ class _Candidate:
     policy: Policy | None = None
 
 
-def _read_documents(path: Path, display: str) -> tuple[list[_Document], list[Diagnostic], bytes]:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return [], [Diagnostic(display, 1, 1, f"cannot read the file: {exc.strerror}")], b""
+def _read_documents(
+    path: Path, display: str, root: Path | None = None
+) -> tuple[list[_Document], list[Diagnostic], bytes]:
+    data = _read_manifest(path, display, root)
+    if isinstance(data, Diagnostic):
+        return [], [data], b""
+    documents, problems = _parse_documents(data, display)
+    return documents, problems, data
+
+
+def _parse_documents(
+    data: bytes, display: str, *, expected: str = "RotationPolicy"
+) -> tuple[list[_Document], list[Diagnostic]]:
+    """YAML bytes to documents with positions (`expected` names the kind of document)."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        return [], [Diagnostic(display, line, 1, "the file is not UTF-8 text")], data
+        return [], [Diagnostic(display, line, 1, "the file is not UTF-8 text")]
     problems: list[Diagnostic] = []
     nodes: list[yaml.Node | None] = []
     unprintable = yaml.reader.Reader.NON_PRINTABLE.search(text)
@@ -797,7 +948,7 @@ def _read_documents(path: Path, display: str) -> tuple[list[_Document], list[Dia
         line, column = before.count("\n") + 1, unprintable.start() - before.rfind("\n")
         code = f"U+{ord(unprintable.group()):04X}"
         message = f"the file contains the control character {code}, which YAML does not allow"
-        return [], [Diagnostic(display, line, column, message)], data
+        return [], [Diagnostic(display, line, column, message)]
     loader = _Loader(text)
     try:
         while loader.check_node():
@@ -827,10 +978,12 @@ def _read_documents(path: Path, display: str) -> tuple[list[_Document], list[Dia
                 display,
                 1,
                 1,
-                "the file is empty; a manifest holds one or more RotationPolicy documents",
+                "the file is empty; a manifest holds one or more RotationPolicy documents"
+                if expected == "RotationPolicy"
+                else f"the file is empty; expected a {expected} document",
             )
         )
-        return [], problems, data
+        return [], problems
     documents = []
     for number, (node, start) in enumerate(zip(nodes, starts, strict=False), start=1):
         if node is None or _is_null(node):
@@ -848,9 +1001,8 @@ def _read_documents(path: Path, display: str) -> tuple[list[_Document], list[Dia
                     display,
                     line,
                     column,
-                    f"document {number} is {kind}; "
-                    "expected a mapping with apiVersion, kind, metadata and "
-                    "spec",
+                    f"document {number} is {kind}; expected a mapping with apiVersion, kind"
+                    + (", metadata and spec" if expected == "RotationPolicy" else " and the rest"),
                 )
             )
             continue
@@ -860,8 +1012,18 @@ def _read_documents(path: Path, display: str) -> tuple[list[_Document], list[Dia
         except RecursionError:
             problems.append(Diagnostic(display, *start, "the YAML is nested too deeply"))
             continue
+        except _TooManyAliases as exc:
+            problems.append(
+                Diagnostic(
+                    display,
+                    *_pos(exc.mark),
+                    f"too many aliases: they expand to more than {MAX_ALIASED_VALUES} values; "
+                    "write the values out instead of nesting aliases",
+                )
+            )
+            continue
         documents.append(doc)
-    return documents, problems, data
+    return documents, problems
 
 
 def _is_null(node: yaml.Node | None) -> bool:
@@ -936,30 +1098,145 @@ def _check_across(candidates: list[_Candidate]) -> None:
                 candidate.policy = None
 
 
-def validate_manifests(paths: Sequence[Path]) -> tuple[list[Policy], list[Diagnostic]]:
+@dataclass(frozen=True)
+class _Written:
+    """The names one target of one policy can write: what two policies must never share."""
+
+    candidate: _Candidate
+    path: JsonPath  # the target's name field, or the target itself for GitHub
+    kind: str  # a noun for messages: "secret", "parameter", "GitHub secret"
+    account: str | None  # None: the ambient account, which may be any
+    region: str | None  # None: a default region, which may be any
+    patterns: tuple[Pattern, ...]
+
+
+def _account_of(policy: Policy) -> str | None:
+    arn = policy.account.role_arn
+    return arn.split(":")[4] if arn else None
+
+
+def _written(candidate: _Candidate) -> list[_Written]:
+    policy = candidate.policy
+    assert policy is not None
+    account = _account_of(policy)
+    users: tuple[str | None, ...] = (
+        (None,) if policy.users.has_selector or not policy.users.names else policy.users.names
+    )
+
+    def patterns(template: str, *, fold: bool = False) -> tuple[Pattern, ...]:
+        return tuple(
+            template_pattern(
+                template.lower() if fold else template,
+                policy=policy.name,
+                account=account,
+                user=None if user is None else (user.lower() if fold else user),
+            )
+            for user in users
+        )
+
+    out = []
+    for index, target in enumerate(policy.targets):
+        base: JsonPath = ("spec", "targets", index)
+        region = target.region if not isinstance(target, GithubActionsSecretTarget) else None
+        region = region or policy.account.region
+        if isinstance(target, SecretsManagerTarget):
+            name, where, here = target.secret_id, account, region
+            if name.startswith("arn:") and ":secret:" in name:
+                parts = name.split(":", 6)
+                where, here, name = parts[4] or where, parts[3] or here, parts[6]
+            out.append(
+                _Written(candidate, (*base, "secretId"), "secret", where, here, patterns(name))
+            )
+        elif isinstance(target, SsmParameterTarget):
+            out.append(
+                _Written(
+                    candidate,
+                    (*base, "name"),
+                    "parameter",
+                    account,
+                    region,
+                    patterns(target.name),
+                )
+            )
+        else:
+            # GitHub compares repository, environment and secret names without regard to case.
+            prefix = f"{target.repository}\0{target.environment or ''}\0"
+            both = patterns(prefix + target.access_key_id_name, fold=True) + patterns(
+                prefix + target.secret_access_key_name, fold=True
+            )
+            out.append(_Written(candidate, base, "GitHub secret", None, None, both))
+    return out
+
+
+def _may_meet(a: str | None, b: str | None) -> bool:
+    return a is None or b is None or a == b
+
+
+def _check_shared_targets(candidates: list[_Candidate]) -> None:
+    """No two policies write to the same target: one policy must not point at another's."""
+    earlier: list[_Written] = []
+    for candidate in candidates:
+        if candidate.policy is None:
+            continue
+        mine = _written(candidate)
+        clash = False
+        for target in mine:
+            for other in earlier:
+                if not (
+                    other.kind == target.kind
+                    and _may_meet(other.account, target.account)
+                    and _may_meet(other.region, target.region)
+                    and any(overlaps(a, b) for a in target.patterns for b in other.patterns)
+                ):
+                    continue
+                doc, first = candidate.doc, other.candidate
+                line, column = first.doc.values[other.path]
+                doc.at(
+                    target.path,
+                    f"{render_path(target.path)}: may write the same {target.kind} as "
+                    f"{render_path(other.path)} of policy {first.name!r} "
+                    f"({Source(first.doc.path, line, column)}); two policies may never share a "
+                    "target",
+                )
+                clash = True
+                break
+        if clash:
+            candidate.policy = None
+        earlier.extend(mine)
+
+
+def validate_manifests(
+    paths: Sequence[Path], *, root: Path | None = None
+) -> tuple[list[Policy], list[Diagnostic]]:
     """Check every manifest under `paths`; return the valid policies and every problem found.
 
     A policy is returned only if its document has no problem; diagnostics come sorted by file,
-    line and column. Raises `ManifestPathError` for a path that does not exist.
+    line and column. With `root` (the repository), a manifest that resolves outside it is
+    refused; symbolic links are refused always. Raises `ManifestPathError` for a path that does
+    not exist.
     """
     candidates: list[_Candidate] = []
     problems: list[Diagnostic] = []
     for path in discover(paths):
         display = display_path(path)
-        documents, file_problems, data = _read_documents(path, display)
+        documents, file_problems, data = _read_documents(path, display, root)
         problems.extend(file_problems)
         generation = git_blob_id(data)
         candidates.extend(_check_document(doc, generation) for doc in documents)
     _check_across(candidates)
+    _check_shared_targets(candidates)
     for candidate in candidates:
         problems.extend(candidate.doc.diagnostics)
     policies = [c.policy for c in candidates if c.policy is not None]
     return policies, sorted(set(problems))
 
 
-def load_policies(paths: Sequence[Path]) -> list[Policy]:
-    """The policies of all manifests under `paths`; `ManifestError` lists every problem found."""
-    policies, problems = validate_manifests(paths)
+def load_policies(paths: Sequence[Path], *, root: Path | None = None) -> list[Policy]:
+    """The policies of all manifests under `paths`; `ManifestError` lists every problem found.
+
+    Pass the repository as `root` so that nothing outside it is read (see `validate_manifests`).
+    """
+    policies, problems = validate_manifests(paths, root=root)
     if problems:
         raise ManifestError(problems)
     return policies

@@ -179,11 +179,27 @@ class Policy:
     windows: tuple[Window, ...] = ()
     # Git blob id of the manifest file's content: status records which version was reconciled.
     generation: str = ""
+    # Where each node of the manifest was written, keyed by its rendered JSON path
+    # (`spec.targets[0].secretId`); filled by the loader. See `position`.
+    positions: Mapping[str, Source] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def rotate_at_age(self) -> timedelta:
         """Age at which a key becomes due for rotation."""
         return self.max_key_age - self.rotate_before
+
+
+def position(policy: Policy, path: str) -> Source:
+    """Where the node at `path` (`spec.targets[0].secretId`) was written; for a node the manifest
+    leaves out (a default), its closest written parent; the policy's own source at worst."""
+    probe = path
+    while probe:
+        found = policy.positions.get(probe)
+        if found is not None:
+            return found
+        cut = max(probe.rfind("."), probe.rfind("["))
+        probe = probe[:cut] if cut > 0 else ""
+    return policy.source
 
 
 def render_template(template: str, *, user: str, policy: str, account: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -40,6 +41,7 @@ from controller.policy import (
     SsmParameterTarget,
     UserSelection,
     Window,
+    position,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,6 +196,90 @@ def test_a_recursive_alias_is_reported(tmp_path: Path) -> None:
     text = MINIMAL.replace("  targets:", "  extra: &loop\n    - *loop\n  targets:")
     problems = _problems(tmp_path, text)
     assert "9:10: spec.extra[0]: an alias refers to a node that contains it" in problems
+
+
+def test_an_alias_bomb_fails_fast_at_the_alias(tmp_path: Path) -> None:
+    levels = ['  l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for n in range(1, 9):
+        levels.append(f"  l{n}: &l{n} [" + ",".join([f"*l{n - 1}"] * 9) + "]")
+    text = MINIMAL.replace("spec:\n", "spec:\n" + "\n".join(levels) + "\n", 1)
+    assert len(text.encode()) < 1000
+    started = time.perf_counter()
+    problems = _problems(tmp_path, text)
+    assert time.perf_counter() - started < 0.5
+    assert problems == [
+        "10:12: too many aliases: they expand to more than 10000 values; write the values out "
+        "instead of nesting aliases"
+    ]
+
+
+def test_a_few_aliases_are_fine(tmp_path: Path) -> None:
+    text = MINIMAL.replace("names: [deploy-bot]", "names: &n [deploy-bot]").replace(
+        "  targets:", "  x-unused: *n\n  targets:"
+    )
+    assert "too many aliases" not in " ".join(_problems(tmp_path, text))
+
+
+# --- files that are refused unread -------------------------------------------------------------
+
+SECRET_LOOKING = "apiVersion: {password: hunter2-not-for-output}\n"
+
+
+def test_a_symlinked_manifest_is_refused_without_printing_its_content(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.yaml"
+    outside.write_text(SECRET_LOOKING)
+    manifests_dir = tmp_path / "repo" / "manifests"
+    manifests_dir.mkdir(parents=True)
+    (manifests_dir / "link.yaml").symlink_to(outside)
+
+    policies, problems = validate_manifests([manifests_dir])
+
+    assert policies == []
+    assert [d.message for d in problems] == [
+        "refused: the file is a symbolic link; keyrotor reads only regular files in the "
+        "repository, so replace the link with the file itself"
+    ]
+    assert problems[0].path.endswith("manifests/link.yaml")
+    assert "hunter2" not in str(problems)
+
+
+def test_a_symlinked_directory_under_manifests_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "p.yaml").write_text(SECRET_LOOKING)
+    manifests_dir = tmp_path / "repo" / "manifests"
+    manifests_dir.mkdir(parents=True)
+    (manifests_dir / "team").symlink_to(outside, target_is_directory=True)
+
+    _, problems = validate_manifests([manifests_dir])
+
+    assert [d.message.split(";")[0] for d in problems] == [
+        "refused: the directory is a symbolic link"
+    ]
+    assert problems[0].path.endswith("manifests/team")
+
+
+def test_a_manifest_outside_the_repository_is_refused(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "manifests").mkdir(parents=True)
+    outside = tmp_path / "outside.yaml"
+    outside.write_text(SECRET_LOOKING)
+
+    _, problems = validate_manifests([outside], root=repo)
+
+    assert [d.message for d in problems] == [
+        "refused: the file is outside the repository (" + str(repo) + ")"
+    ]
+    assert "hunter2" not in str(problems)
+
+
+def test_a_huge_file_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_bytes(b"# " + b"x" * (manifests.MAX_MANIFEST_BYTES) + b"\n")
+    _, problems = validate_manifests([path])
+    assert [d.message for d in problems] == [
+        f"refused: the file is larger than {manifests.MAX_MANIFEST_BYTES // 1024} KiB"
+    ]
 
 
 # --- the typed result --------------------------------------------------------------------------
@@ -377,7 +463,9 @@ def test_source_and_generation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         "# leading comment\n"
         + MINIMAL
         + "---\n"
-        + MINIMAL.replace("minimal", "second").replace("deploy-bot", "report-bot")
+        + MINIMAL.replace("minimal", "second")
+        .replace("deploy-bot", "report-bot")
+        .replace("deploy/aws", "report/aws")
     )
     Path("policies/p.yaml").write_text(text)
     first, second = load_policies([tmp_path / "policies"])
@@ -492,3 +580,14 @@ def test_examples_satisfy_the_schema_alone() -> None:
     for path in sorted(EXAMPLES.glob("*.yaml")):
         for document in yaml.safe_load_all(path.read_text()):
             assert list(validator.iter_errors(document)) == [], path
+
+
+def test_a_policy_knows_where_each_of_its_fields_was_written(tmp_path: Path) -> None:
+    (policy,) = _load(tmp_path, MINIMAL)
+    assert policy.positions["spec.targets[0].secretId"] == Source(
+        str(tmp_path / "policy.yaml"), 10, 45
+    )
+    assert position(policy, "spec.users.names[0]") == Source(str(tmp_path / "policy.yaml"), 7, 13)
+    # A field left to its default: its closest written parent.
+    assert position(policy, "spec.checks[0]") == Source(str(tmp_path / "policy.yaml"), 6, 3)
+    assert position(policy, "nowhere") == policy.source

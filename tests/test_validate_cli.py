@@ -212,3 +212,29 @@ def test_python_dash_m_controller_validate() -> None:
     )
     assert broken.returncode == 1
     assert broken.stderr.splitlines()[-1] == "found 3 errors in 3 of 4 files"
+
+
+def test_guardrails_violations_are_reported_at_the_manifest_node(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guardrails = tmp_path / "guardrails.yaml"
+    guardrails.write_text(
+        "apiVersion: keyrotor.dev/v1\nkind: Guardrails\nchecks: {command: false}\n"
+    )
+    assert main(["validate", "--repo", str(ROOT), "--guardrails", str(guardrails)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "manifests/examples/ci-deployers.yaml:32:7: spec.checks[1]: command checks are not "
+        f"allowed (guardrail checks.command at {guardrails}:3:19)"
+    ) in err
+
+
+def test_invalid_guardrails_are_reported_in_their_own_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guardrails = tmp_path / "guardrails.yaml"
+    guardrails.write_text("apiVersion: keyrotor.dev/v1\nkind: Guardrails\nchecks: {cmd: false}\n")
+    assert main(["validate", "--repo", str(ROOT), "--guardrails", str(guardrails)]) == 1
+    err = capsys.readouterr().err
+    assert f"{guardrails}:3:10: checks: unknown property 'cmd'" in err
+    assert err.endswith("found 1 error in 1 of 4 files\n")  # the manifests and the guardrails

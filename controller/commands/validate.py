@@ -1,6 +1,8 @@
 """`keyrotor validate [PATH ...]`: check manifests against the schema and the semantic rules.
 
 Offline and read-only: it reads the manifest files and nothing else (no AWS, no Git).
+`--guardrails FILE` also checks every policy against the guardrails (`ssm:NAME` reads the
+parameter, the one AWS call validate can make).
 Exit 0 when every manifest is valid, 1 otherwise. Text output goes to stdout when valid and to
 stderr, one `path:line:column: message` line per problem, when not; `--format json` writes one
 JSON object to stdout instead. Under GitHub Actions (`GITHUB_ACTIONS=true`) the text format
@@ -13,10 +15,13 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from controller.errors import Diagnostic
+from controller.guardrails import GuardrailsError, check_policy, read_guardrails
 from controller.manifests import ManifestPathError, discover, validate_manifests
+from controller.policy import Policy
 
 
 def _plural(count: int, one: str, many: str) -> str:
@@ -51,6 +56,38 @@ def _emit_json(valid: bool, policies: list[str], errors: list[Diagnostic]) -> No
     print(json.dumps(document, indent=2))
 
 
+def _check_guardrails(
+    spec: str, policies: list[Policy], problems: list[Diagnostic]
+) -> tuple[list[Policy], list[Diagnostic]]:
+    """The policies that also keep the guardrails, and every problem (offline: the ambient
+    account and region are unknown, so only what the manifests themselves say is judged)."""
+    try:
+        guardrails = read_guardrails(spec, read_parameter=_ssm_reader())
+    except GuardrailsError as exc:
+        return [], sorted(set(problems) | set(exc.diagnostics))
+    kept = []
+    found = list(problems)
+    for policy in policies:
+        broken = check_policy(policy, guardrails)
+        found.extend(broken)
+        if not broken:
+            kept.append(policy)
+    return kept, sorted(set(found))
+
+
+def _ssm_reader() -> Callable[[str], str]:
+    """`--guardrails ssm:NAME` is the one case in which validate calls AWS (one read)."""
+
+    def read(name: str) -> str:
+        import boto3
+
+        from controller.guardrails.source import ssm_reader
+
+        return ssm_reader(boto3.client("ssm"))(name)
+
+    return read
+
+
 def run(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.paths] or [Path(args.repo) / "manifests"]
     as_json = args.format == "json"
@@ -66,7 +103,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"::error::{_escape_data(str(exc))}")
         raise
 
-    policies, problems = validate_manifests(files)
+    # Without explicit paths, manifests/ of the repository: nothing outside it is read.
+    policies, problems = validate_manifests(files, root=None if args.paths else Path(args.repo))
+    if args.guardrails:
+        policies, problems = _check_guardrails(args.guardrails, policies, problems)
     names = [policy.name for policy in policies]
     if as_json:
         _emit_json(not problems, names, problems)
@@ -92,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     bad_files = len({problem.path for problem in problems})
     print(
         f"found {_plural(len(problems), 'error', 'errors')} in {bad_files} of "
-        f"{_plural(len(files), 'file', 'files')}",
+        f"{_plural(len(files) + (1 if args.guardrails else 0), 'file', 'files')}",
         file=sys.stderr,
     )
     return 1

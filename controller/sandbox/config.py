@@ -20,6 +20,10 @@ REGION: Final = "us-east-1"
 CONTROL_PREFIX: Final = "/_sandbox/"
 CLOCK_PATH: Final = CONTROL_PREFIX + "clock"
 REQUESTS_PATH: Final = CONTROL_PREFIX + "requests"
+#: `{"enabled": bool}`: whether moto's authorization judges resources (see sandbox.scoping).
+RESOURCE_SCOPING_PATH: Final = CONTROL_PREFIX + "resource-scoping"
+#: moto's own switch for authorization enforcement (body `0`: on; `inf`: off).
+RESET_AUTH_PATH: Final = "/moto-api/reset-auth"
 
 #: The first line the server prints on stdout once it accepts connections, followed by its URL.
 READY_MARKER: Final = "keyrotor-sandbox ready"

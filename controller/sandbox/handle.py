@@ -34,6 +34,8 @@ from controller.sandbox.config import (
     READY_MARKER,
     REGION,
     REQUESTS_PATH,
+    RESET_AUTH_PATH,
+    RESOURCE_SCOPING_PATH,
     format_instant,
     parse_instant,
 )
@@ -176,8 +178,10 @@ class Sandbox:
     def reset(self, start: datetime | None = None) -> None:
         """Forget every resource (moto's own reset) and put the clock back to `start`.
 
-        `start` defaults to the instant the sandbox was launched with.
+        `start` defaults to the instant the sandbox was launched with. IAM authorization is
+        turned off too, so a test that left it on cannot break the next one.
         """
+        self.set_iam_enforcement(False)
         self._request("POST", "/moto-api/reset")
         self.set_clock(self.start if start is None else start)
 
@@ -200,6 +204,28 @@ class Sandbox:
 
     def clear_requests(self) -> None:
         self._request("DELETE", REQUESTS_PATH)
+
+    # --- IAM authorization -------------------------------------------------------------------
+
+    def set_iam_enforcement(self, enforced: bool) -> None:
+        """Turn moto's IAM authorization on (every caller but the admin identity needs a policy
+        that allows the call on the resource's ARN) or off (the default). It is one switch for
+        the whole server: prefer `iam_enforced()`, which always turns it off again."""
+        self._request("POST", RESET_AUTH_PATH, raw=b"0" if enforced else b"inf")
+        self._request("POST", RESOURCE_SCOPING_PATH, {"enabled": enforced})
+
+    @contextmanager
+    def iam_enforced(self) -> Iterator[Self]:
+        """`with aws.iam_enforced():` IAM authorization with resource scoping, then off again."""
+        self.set_iam_enforcement(True)
+        try:
+            yield self
+        finally:
+            self.set_iam_enforcement(False)
+
+    def iam_enforcement(self) -> bool:
+        """Whether resource scoping is on (it is switched together with enforcement)."""
+        return bool(json.loads(self._request("GET", RESOURCE_SCOPING_PATH))["enabled"])
 
     # --- clients -------------------------------------------------------------------------------
 
@@ -320,10 +346,17 @@ class Sandbox:
         reply: dict[str, str] = json.loads(self._request(method, CLOCK_PATH, payload))
         return reply
 
-    def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> bytes:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        raw: bytes | None = None,
+    ) -> bytes:
         if not self.running:
             raise SandboxError(f"the sandbox server (pid {self.pid}) is not running")
-        body = None if payload is None else json.dumps(payload).encode()
+        body = raw if payload is None else json.dumps(payload).encode()
         connection = http.client.HTTPConnection(self._host, self._port, timeout=30)
         try:
             connection.request(

@@ -33,6 +33,7 @@ from controller.sandbox.config import (
     CONTROL_PREFIX,
     READY_MARKER,
     REQUESTS_PATH,
+    RESOURCE_SCOPING_PATH,
     format_instant,
     parse_instant,
 )
@@ -121,7 +122,8 @@ class RequestLog:
 
 
 class ControlRoutes:
-    """WSGI middleware serving `/_sandbox/clock`; everything else goes to the wrapped app.
+    """WSGI middleware serving `/_sandbox/clock` (and `requests`, `resource-scoping`); everything
+    else goes to the wrapped app.
 
     `GET` answers `{"now": ISO}`. `POST` takes `{"now": ISO}` to jump to an instant or
     `{"advance_seconds": N}` to move relative to the server's own clock, which a client cannot
@@ -144,6 +146,8 @@ class ControlRoutes:
             if environ.get("REQUEST_METHOD") == "DELETE":
                 self.log.clear()
             return _json(start_response, "200 OK", {"requests": self.log.snapshot()})
+        if path == RESOURCE_SCOPING_PATH:
+            return self._scoping(environ, start_response)
         if path != CLOCK_PATH:
             return _json(start_response, "404 Not Found", {"error": f"no such route {path}"})
         method = environ.get("REQUEST_METHOD", "GET")
@@ -162,6 +166,21 @@ class ControlRoutes:
         except (ValueError, TypeError) as exc:
             return _json(start_response, "400 Bad Request", {"error": str(exc)})
         return _json(start_response, "200 OK", {"now": format_instant(now)})
+
+    def _scoping(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        """`GET` answers `{"enabled": bool}`; `POST {"enabled": bool}` switches it."""
+        from controller.sandbox import scoping
+
+        if environ.get("REQUEST_METHOD") == "POST":
+            try:
+                request = json.loads(_read_body(environ) or b"{}")
+                wanted = request["enabled"]
+                if not isinstance(wanted, bool):
+                    raise TypeError("enabled must be true or false")
+            except (ValueError, TypeError, KeyError) as exc:
+                return _json(start_response, "400 Bad Request", {"error": str(exc)})
+            scoping.set_enabled(wanted)
+        return _json(start_response, "200 OK", {"enabled": scoping.enabled()})
 
 
 def _read_body(environ: WSGIEnvironment) -> bytes:
@@ -182,8 +201,10 @@ def build_app(clock: MovableClock) -> WSGIApplication:
     """moto behind the key checks, behind the control routes (which are never signed)."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+    from controller.sandbox import scoping
     from controller.sandbox.auth import AccessKeyAuth
 
+    scoping.install()
     moto_app: WSGIApplication = DomainDispatcherApplication(create_backend_app)
     log = RequestLog(AccessKeyAuth(moto_app))
     return ControlRoutes(log, clock, log)
