@@ -11,12 +11,16 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -25,6 +29,8 @@ RECONCILE = WORKFLOWS / "keyrotor-reconcile.yml"
 REUSABLE = WORKFLOWS / "keyrotor-reusable.yml"
 ACTION = ROOT / "action.yml"
 DOC = ROOT / "docs" / "github-actions.md"
+LOCK = ROOT / "requirements" / "action.lock"
+PYPROJECT = ROOT / "pyproject.toml"
 ACTION_REF = "<owner>/keyrotor@v0"  # how the copied workflows name the composite action
 BIN = Path(sys.executable).parent
 
@@ -94,6 +100,22 @@ def local_action_project(tmp_path: Path, edit: dict[str, str] | None = None) -> 
             text = text.replace(old, new)
         (tmp_path / ".github" / "workflows" / path.name).write_text(text)
     return tmp_path
+
+
+def locked() -> dict[str, tuple[Version, list[str]]]:
+    """The lock file's pins: canonical name -> (version, hashes)."""
+    text = LOCK.read_text().replace("\\\n", " ")
+    pins: dict[str, tuple[Version, list[str]]] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = re.fullmatch(
+            r"([A-Za-z0-9._-]+)==(\S+)((?:\s+--hash=sha256:[0-9a-f]{64})*)\s*", line
+        )
+        assert match, f"not a pin with hashes: {line!r}"
+        name, version, hashes = match.groups()
+        pins[canonicalize_name(name)] = (Version(version), hashes.split())
+    return pins
 
 
 # --- actionlint ------------------------------------------------------------------------------
@@ -379,3 +401,29 @@ def test_the_action_splits_args_without_a_shell_and_keeps_workflow_commands_out_
         "arg=*",
     ]
     assert "::add-mask::s3cr3t" in result.stdout.splitlines()
+
+
+# --- the hashed lock file of the action's installation ---------------------------------------
+
+
+def test_the_lock_pins_every_runtime_dependency_and_build_requirement_of_keyrotor() -> None:
+    """`make lock` regenerates it; this keeps pyproject.toml and the lock from drifting apart."""
+    project = tomllib.loads(PYPROJECT.read_text())
+    wanted = [
+        Requirement(r)
+        for r in project["project"]["dependencies"] + project["build-system"]["requires"]
+    ]
+    pins = locked()
+    for requirement in wanted:
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{requirement} is not in {LOCK.name}: run `make lock`"
+        version, _ = pins[name]
+        assert requirement.specifier.contains(version, prereleases=True), (
+            f"{LOCK.name} pins {name}=={version}, which {requirement} excludes: run `make lock`"
+        )
+
+
+def test_every_pin_of_the_lock_is_exact_and_has_hashes() -> None:
+    pins = locked()
+    assert len(pins) > 10, "the lock holds the dependencies of the dependencies as well"
+    assert all(hashes for _, hashes in pins.values())
