@@ -427,3 +427,86 @@ def test_every_pin_of_the_lock_is_exact_and_has_hashes() -> None:
     pins = locked()
     assert len(pins) > 10, "the lock holds the dependencies of the dependencies as well"
     assert all(hashes for _, hashes in pins.values())
+
+
+# --- the action's installation cannot be hijacked by the checkout ----------------------------
+
+
+def action_step(name: str) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = load(ACTION)["runs"]["steps"]
+    (step,) = [s for s in steps if s.get("name") == name]
+    return step
+
+
+def test_isolated_python_imports_no_pip_py_from_the_working_directory_or_pythonpath(
+    tmp_path: Path,
+) -> None:
+    """Why the action runs `python -I -m pip`: a plain `python -m pip` in a checkout that holds a
+    `pip.py` runs that file instead of pip."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "pip.py").write_text("print('the checkout ran')\n")
+
+    def pip_version(*flags: str, cwd: Path, env: dict[str, str]) -> str:
+        return subprocess.run(
+            [sys.executable, *flags, "-m", "pip", "--version"],
+            cwd=cwd,
+            env={"PATH": "/usr/bin:/bin", **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+
+    assert pip_version(cwd=checkout, env={}) == "the checkout ran\n"
+    assert pip_version(cwd=tmp_path, env={"PYTHONPATH": str(checkout)}) == "the checkout ran\n"
+    assert pip_version("-I", cwd=checkout, env={}).startswith("pip ")
+    assert pip_version("-I", cwd=tmp_path, env={"PYTHONPATH": str(checkout)}).startswith("pip ")
+
+
+def test_the_action_installs_with_isolated_pip_from_outside_the_workspace(tmp_path: Path) -> None:
+    """Run the action's install script with a stand-in `python` that records where and how it
+    is called, in a workspace whose checkout holds a `pip.py`."""
+    script = action_step("Install keyrotor")["run"]
+    workspace, action_path, temp, shims = (tmp_path / d for d in ("ws", "action", "tmp", "bin"))
+    for folder in (workspace, action_path, temp, shims):
+        folder.mkdir()
+    (workspace / "pip.py").write_text("raise SystemExit('the checkout ran')\n")
+    calls = tmp_path / "calls"
+    (shims / "python").write_text(f'#!/bin/sh\nprintf "%s|%s\\n" "$PWD" "$*" >> {calls}\n')
+    (shims / "keyrotor").write_text("#!/bin/sh\necho keyrotor 0.0\n")
+    for shim in shims.iterdir():
+        shim.chmod(0o755)
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        env={
+            "PATH": f"{shims}:/usr/bin:/bin",
+            "ACTION_PATH": str(action_path),
+            "GITHUB_WORKSPACE": str(workspace),
+            "RUNNER_TEMP": str(temp),
+            "GITHUB_ENV": str(tmp_path / "github-env"),
+        },
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    invocations = [line.split("|", 1) for line in calls.read_text().splitlines()]
+    assert [argv.split()[:4] for _, argv in invocations] == [["-I", "-m", "pip", "install"]] * 2
+    assert not any(Path(cwd).is_relative_to(workspace) for cwd, _ in invocations)
+    (_, dependencies), (_, keyrotor) = invocations
+    assert "--require-hashes" in dependencies.split()
+    assert f"-r {action_path}/requirements/action.lock" in dependencies
+    assert keyrotor.endswith(f" {action_path}")
+    assert {"--no-index", "--no-deps"} <= set(keyrotor.split()), "nothing unhashed is fetched"
+    assert (tmp_path / "github-env").read_text() == f"KEYROTOR_INSTALLED_FROM={action_path}\n"
+
+
+def test_every_pip_of_the_action_is_isolated_and_hashed() -> None:
+    action_scripts = "\n".join(s.get("run", "") for s in load(ACTION)["runs"]["steps"])
+    pips = re.findall(r"^(.*)\bpip install", action_scripts, flags=re.M)
+    assert pips and all(prefix.strip() == "python -I -m" for prefix in pips), pips
+    assert "--require-hashes" in action_scripts
+    assert LOCK.exists()
