@@ -31,6 +31,8 @@ ACTION = ROOT / "action.yml"
 DOC = ROOT / "docs" / "github-actions.md"
 LOCK = ROOT / "requirements" / "action.lock"
 PYPROJECT = ROOT / "pyproject.toml"
+PROTECTED_PATHS = ROOT / ".github" / "scripts" / "check-protected-paths.sh"
+PROTECTED_PATHS_ACTION = ROOT / ".github" / "actions" / "protected-paths" / "action.yml"
 ACTION_REF = "<owner>/keyrotor@v0"  # how the copied workflows name the composite action
 BIN = Path(sys.executable).parent
 
@@ -141,12 +143,15 @@ def test_actionlint_does_see_a_wrong_input_of_the_local_action(tmp_path: Path) -
     assert 'input "arguments" is not defined in action "keyrotor"' in result.stdout
 
 
+@pytest.mark.parametrize(
+    "action_file", [ACTION, PROTECTED_PATHS_ACTION], ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_actionlint_and_shellcheck_find_nothing_in_the_composite_actions_steps(
-    tmp_path: Path,
+    tmp_path: Path, action_file: Path
 ) -> None:
     """actionlint lints workflows, not action metadata: lint the action's steps as the steps
     of a callable workflow whose inputs are the action's."""
-    action = load(ACTION)
+    action = load(action_file)
     workflow = {
         "on": {
             "workflow_call": {
@@ -162,6 +167,14 @@ def test_actionlint_and_shellcheck_find_nothing_in_the_composite_actions_steps(
     path.parent.mkdir(parents=True)
     path.write_text(yaml.safe_dump(workflow, sort_keys=False))
     result = actionlint(str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / ".github" / "scripts").glob("*.sh")))
+def test_shellcheck_finds_nothing_in_the_scripts(script: Path) -> None:
+    result = subprocess.run(
+        [str(BIN / "shellcheck"), str(script)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -510,3 +523,157 @@ def test_every_pip_of_the_action_is_isolated_and_hashed() -> None:
     assert pips and all(prefix.strip() == "python -I -m" for prefix in pips), pips
     assert "--require-hashes" in action_scripts
     assert LOCK.exists()
+
+
+# --- only keyrotor changes status/ and approvals/ (the plan workflow's protected-paths job) -----
+
+BOT = "github-actions[bot]"
+GIT_ENV = {
+    "PATH": "/usr/bin:/bin",
+    "HOME": "/nonexistent",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "a",
+    "GIT_AUTHOR_EMAIL": "a@example.com",
+    "GIT_COMMITTER_NAME": "a",
+    "GIT_COMMITTER_EMAIL": "a@example.com",
+}
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, env=GIT_ENV, check=True, capture_output=True)
+
+
+def commit(repo: Path, files: dict[str, str | None], message: str) -> None:
+    """Write (or, for None, delete) files and commit them."""
+    for name, text in files.items():
+        path = repo / name
+        if text is None:
+            git(repo, "rm", "-q", name)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        git(repo, "add", name)
+    git(repo, "commit", "-q", "-m", message)
+
+
+def pull_request_checkout(tmp_path: Path, change: dict[str, str | None]) -> Path:
+    """A repository checked out as actions/checkout does for a pull request: the merge commit of
+    the pull request's branch onto the base branch (which got a status commit meanwhile)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    commit(
+        repo,
+        {
+            "manifests/ci.yaml": "kind: RotationPolicy\n",
+            "status/ci/123456789012/deploy-bot.yaml": "phase: Current\n",
+            "status/ci/123456789012/backup-bot.yaml": "phase: Current\n",
+            "approvals/ci.yaml": "approved: []\n",
+        },
+        "initial",
+    )
+    git(repo, "checkout", "-q", "-b", "pr")
+    commit(repo, change, "the pull request's change")
+    git(repo, "checkout", "-q", "main")
+    commit(repo, {"status/ci/123456789012/backup-bot.yaml": "phase: Due\n"}, "keyrotor")
+    git(repo, "checkout", "-q", "--detach", "main")
+    git(repo, "merge", "-q", "--no-ff", "-m", "Merge pr into main", "pr")
+    return repo
+
+
+def check_protected_paths(
+    repo: Path, author: str, sender: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(PROTECTED_PATHS)],
+        cwd=repo,
+        env={**GIT_ENV, "PR_AUTHOR": author, "PR_SENDER": sender or author, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("path", ["status/ci/123456789012/deploy-bot.yaml", "approvals/ci.yaml"])
+def test_a_persons_pull_request_that_changes_status_or_approvals_fails(
+    tmp_path: Path, path: str
+) -> None:
+    repo = pull_request_checkout(tmp_path, {path: "phase: Current  # edited by hand\n"})
+    result = check_protected_paths(repo, author="alice")
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"::error file={path}::{path} is written by keyrotor only")
+
+
+def test_a_persons_pull_request_that_adds_a_file_under_status_fails(tmp_path: Path) -> None:
+    repo = pull_request_checkout(tmp_path, {"status/ci/123456789012/new-bot.yaml": "x: 1\n"})
+    assert check_protected_paths(repo, author="alice").returncode == 1
+
+
+def test_a_persons_pull_request_that_moves_a_file_out_of_approvals_fails(tmp_path: Path) -> None:
+    repo = pull_request_checkout(
+        tmp_path, {"approvals/ci.yaml": None, "manifests/approvals-ci.yaml": "approved: []\n"}
+    )
+    result = check_protected_paths(repo, author="alice")
+    assert result.returncode == 1
+    assert "file=approvals/ci.yaml::" in result.stdout
+
+
+def test_a_persons_pull_request_that_changes_only_manifests_passes(tmp_path: Path) -> None:
+    """Although the base branch got a status commit since the pull request's branch was cut."""
+    repo = pull_request_checkout(tmp_path, {"manifests/ci.yaml": "kind: RotationPolicy # v2\n"})
+    result = check_protected_paths(repo, author="alice")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "::error" not in result.stdout
+
+
+@pytest.mark.parametrize("bot", [BOT, "keyrotor-app[bot]"])
+def test_keyrotors_own_pull_request_may_change_approvals(tmp_path: Path, bot: str) -> None:
+    repo = pull_request_checkout(tmp_path, {"approvals/ci.yaml": "approved: [deploy-bot]\n"})
+    env = {} if bot == BOT else {"KEYROTOR_BOT_LOGIN": bot}
+    result = check_protected_paths(repo, author=bot, **env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_pull_request_by_another_bot_that_changes_approvals_fails(tmp_path: Path) -> None:
+    repo = pull_request_checkout(tmp_path, {"approvals/ci.yaml": "approved: [deploy-bot]\n"})
+    result = check_protected_paths(repo, author="dependabot[bot]")
+    assert result.returncode == 1
+
+
+def test_a_person_pushing_to_keyrotors_pull_request_fails(tmp_path: Path) -> None:
+    """On `synchronize` the sender is who pushed: the branch is keyrotor's, the commit is not."""
+    repo = pull_request_checkout(tmp_path, {"approvals/ci.yaml": "approved: [everyone]\n"})
+    result = check_protected_paths(repo, author=BOT, sender="mallory")
+    assert result.returncode == 1
+    assert f"{BOT} (opened) and mallory (pushed)" in result.stdout
+
+
+def test_a_file_name_with_a_line_break_cannot_inject_a_workflow_command(tmp_path: Path) -> None:
+    repo = pull_request_checkout(tmp_path, {"status/x\n::add-mask::y": "z\n"})
+    result = check_protected_paths(repo, author="alice")
+    assert result.returncode == 1
+    (line,) = result.stdout.splitlines()
+    assert line.startswith("::error file=status/x%0A%3A%3Aadd-mask%3A%3Ay::status/x%0A::add-mask")
+
+
+def test_the_check_fails_closed_without_the_authors_login(tmp_path: Path) -> None:
+    repo = pull_request_checkout(tmp_path, {"manifests/ci.yaml": "kind: RotationPolicy # v2\n"})
+    result = check_protected_paths(repo, author="")
+    assert result.returncode != 0
+    assert "PR_AUTHOR" in result.stderr
+
+
+def test_the_protected_paths_action_runs_the_script_with_the_events_logins() -> None:
+    action = load(PROTECTED_PATHS_ACTION)
+    assert action["runs"]["using"] == "composite"
+    assert action["inputs"]["bot-login"]["default"] == BOT
+    (step,) = action["runs"]["steps"]
+    assert step["env"] == {
+        "PR_AUTHOR": "${{ github.event.pull_request.user.login }}",
+        "PR_SENDER": "${{ github.event.sender.login }}",
+        "KEYROTOR_BOT_LOGIN": "${{ inputs.bot-login }}",
+    }
+    script = step["run"].replace("$GITHUB_ACTION_PATH", str(PROTECTED_PATHS_ACTION.parent))
+    assert Path(script.split('"')[1]).resolve() == PROTECTED_PATHS
