@@ -34,6 +34,7 @@ PYPROJECT = ROOT / "pyproject.toml"
 PROTECTED_PATHS = ROOT / ".github" / "scripts" / "check-protected-paths.sh"
 PROTECTED_PATHS_ACTION = ROOT / ".github" / "actions" / "protected-paths" / "action.yml"
 ACTION_REF = "<owner>/keyrotor@v0"  # how the copied workflows name the composite action
+PROTECTED_PATHS_REF = "<owner>/keyrotor/.github/actions/protected-paths@v0"
 BIN = Path(sys.executable).parent
 
 
@@ -96,8 +97,12 @@ def local_action_project(tmp_path: Path, edit: dict[str, str] | None = None) -> 
     (tmp_path / ".git").mkdir()
     (tmp_path / ".github" / "workflows").mkdir(parents=True)
     (tmp_path / "action.yml").write_text(ACTION.read_text())
+    sub_action = tmp_path / PROTECTED_PATHS_ACTION.relative_to(ROOT)
+    sub_action.parent.mkdir(parents=True)
+    sub_action.write_text(PROTECTED_PATHS_ACTION.read_text())
     for path in (PLAN, RECONCILE):
-        text = path.read_text().replace(ACTION_REF, "./")
+        text = path.read_text().replace(PROTECTED_PATHS_REF, "./.github/actions/protected-paths")
+        text = text.replace(ACTION_REF, "./")
         for old, new in (edit or {}).items():
             text = text.replace(old, new)
         (tmp_path / ".github" / "workflows" / path.name).write_text(text)
@@ -137,10 +142,13 @@ def test_the_copied_workflows_use_only_inputs_and_outputs_the_action_has(tmp_pat
 
 def test_actionlint_does_see_a_wrong_input_of_the_local_action(tmp_path: Path) -> None:
     """So that the test above is not vacuous."""
-    project = local_action_project(tmp_path, {"args: reconcile": "arguments: reconcile"})
+    project = local_action_project(
+        tmp_path, {"args: reconcile": "arguments: reconcile", "bot-login:": "bot:"}
+    )
     result = actionlint(cwd=project)
     assert result.returncode == 1
     assert 'input "arguments" is not defined in action "keyrotor"' in result.stdout
+    assert 'input "bot" is not defined in action "keyrotor protected paths"' in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -200,16 +208,68 @@ def test_the_documented_iam_policies_are_json() -> None:
 # --- every workflow --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", [PLAN, RECONCILE, REUSABLE], ids=lambda p: p.name)
-def test_actions_are_pinned_to_a_major_version_and_permissions_start_empty(path: Path) -> None:
+def pinned(uses: str) -> bool:
+    """`owner/repo[/path]@ref` with a version tag (`v7`, `v7.1.0`) or a full commit SHA; or a
+    local action (`./path`)."""
+    if uses.startswith("./"):
+        return True
+    tag_or_sha = r"v\d+(\.\d+){0,2}|[0-9a-f]{40}"
+    return re.fullmatch(rf"[\w<>.-]+/[\w.-]+(/[\w.-]+)*@({tag_or_sha})", uses) is not None
+
+
+@pytest.mark.parametrize(
+    ("uses", "ok"),
+    [
+        ("actions/checkout@v7", True),
+        ("actions/checkout@v7.0.1", True),
+        ("actions/checkout@" + "0123456789abcdef" * 2 + "01234567", True),
+        ("<owner>/keyrotor/.github/actions/protected-paths@v0", True),
+        ("./.keyrotor-action", True),
+        ("actions/checkout@main", False),
+        ("actions/checkout@0123abc", False),
+        ("actions/checkout", False),
+    ],
+)
+def test_an_action_is_pinned_by_a_version_tag_or_a_full_commit_sha(uses: str, ok: bool) -> None:
+    assert pinned(uses) is ok
+
+
+@pytest.mark.parametrize("path", sorted(WORKFLOWS.glob("*.yml")), ids=lambda p: p.name)
+def test_actions_are_pinned_and_permissions_start_empty(path: Path) -> None:
     doc = load(path)
     assert doc["permissions"] == {}, "each job asks for exactly what it needs"
     for job_name, job in doc["jobs"].items():
         assert "permissions" in job, job_name
-        assert "timeout-minutes" in job, job_name
+        if "uses" not in job:  # a job that calls a reusable workflow has no timeout of its own
+            assert "timeout-minutes" in job, job_name
     for _, step in steps(doc):
         if "uses" in step:
-            assert re.fullmatch(r"[\w<>.-]+/[\w.-]+@v\d+", step["uses"]), step["uses"]
+            assert pinned(step["uses"]), step["uses"]
+
+
+@pytest.mark.parametrize("path", [ACTION, PROTECTED_PATHS_ACTION], ids=lambda p: p.name)
+def test_the_actions_pin_the_actions_they_use(path: Path) -> None:
+    for step in load(path)["runs"]["steps"]:
+        if "uses" in step:
+            assert pinned(step["uses"]), step["uses"]
+
+
+@pytest.mark.parametrize("path", sorted(WORKFLOWS.glob("keyrotor-*.yml")), ids=lambda p: p.name)
+def test_aws_sessions_are_named_for_the_run(path: Path) -> None:
+    """So CloudTrail shows which run made each call (keyrotor names its own sessions alike)."""
+    for _, step in steps(load(path)):
+        if step.get("uses", "").startswith("aws-actions/configure-aws-credentials@"):
+            assert step["with"]["role-session-name"] == "keyrotor-${{ github.run_id }}"
+
+
+@pytest.mark.parametrize("path", sorted(WORKFLOWS.glob("*.yml")), ids=lambda p: p.name)
+def test_no_checkout_keeps_git_credentials(path: Path) -> None:
+    """keyrotor hands GITHUB_TOKEN to git for its own push and fetch only."""
+    checkouts = [
+        s for _, s in steps(load(path)) if s.get("uses", "").startswith("actions/checkout@")
+    ]
+    assert checkouts
+    assert all(s.get("with", {}).get("persist-credentials") is False for s in checkouts)
 
 
 @pytest.mark.parametrize("path", [PLAN, RECONCILE], ids=lambda p: p.name)
@@ -222,11 +282,25 @@ def test_the_copied_workflows_run_keyrotor_through_the_composite_action(path: Pa
 # --- the plan workflow -----------------------------------------------------------------------
 
 
-def test_plan_runs_on_pull_requests_that_touch_manifests_never_pull_request_target() -> None:
+def test_plan_runs_on_every_pull_request_never_pull_request_target() -> None:
+    """Not only those that change manifests/: the protected-paths job must see all of them."""
     on = triggers(load(PLAN))
     assert set(on) == {"pull_request"}
-    assert on["pull_request"]["paths"] == ["manifests/**"]
+    assert on["pull_request"] is None, "no paths, branches or types filter"
     assert "pull_request_target" not in content(PLAN)
+
+
+def test_plan_fails_a_persons_pull_request_that_changes_status_or_approvals() -> None:
+    job = load(PLAN)["jobs"]["protected-paths"]
+    assert "if" not in job, "forks included"
+    assert job["permissions"] == {"contents": "read"}
+    checkout, check = job["steps"]
+    assert checkout["uses"].startswith("actions/checkout@")
+    assert checkout["with"] == {"fetch-depth": 2, "persist-credentials": False}
+    assert check == {
+        "uses": PROTECTED_PATHS_REF,
+        "with": {"bot-login": "${{ vars.KEYROTOR_BOT_LOGIN || 'github-actions[bot]' }}"},
+    }
 
 
 def test_plan_never_writes_contents_and_keeps_no_git_credentials() -> None:
@@ -275,6 +349,8 @@ def test_plan_assumes_the_read_only_role() -> None:
     ]
     assert roles == ["${{ vars.KEYROTOR_PLAN_ROLE_ARN }}"]
     assert "KEYROTOR_GITHUB_TOKEN" not in content(PLAN)
+    assert "KEYROTOR_SECRETS_TOKEN" not in content(PLAN)
+    assert "environment" not in load(PLAN)["jobs"]["plan"], "no environment secrets either"
 
 
 def test_the_plan_comment_is_found_by_its_marker_and_updated_in_place() -> None:
@@ -317,10 +393,34 @@ def test_reconcile_has_exactly_the_permissions_it_needs() -> None:
     }
 
 
+def environment(job: dict[str, Any]) -> str | None:
+    """A job's environment: `environment: NAME` or `environment: {name: NAME, ...}`."""
+    value = job.get("environment")
+    return str(value["name"]) if isinstance(value, dict) else value
+
+
+def test_reconcile_runs_in_the_keyrotor_environment_on_the_default_branch_only() -> None:
+    """The environment's deployment branch rule and the role's trust policy (subject
+    `environment:keyrotor`) are the boundary; the `if` skips the job elsewhere."""
+    (job,) = load(RECONCILE)["jobs"].values()
+    assert environment(job) == "keyrotor"
+    assert "github.event.repository.default_branch" in job["if"]
+
+
+@pytest.mark.parametrize("path", sorted(WORKFLOWS.glob("*.yml")), ids=lambda p: p.name)
+def test_the_secrets_token_reaches_only_jobs_in_the_keyrotor_environment(path: Path) -> None:
+    """An environment secret, never a repository secret: a workflow on any branch can read
+    those. (A job outside the environment would get the repository secret of that name.)"""
+    for name, job in load(path)["jobs"].items():
+        if "KEYROTOR_SECRETS_TOKEN" in json.dumps(job):
+            assert environment(job) == "keyrotor", name
+    assert "KEYROTOR_GITHUB_TOKEN" not in content(path), "the former repository secret"
+
+
 def test_reconcile_checks_out_all_history_and_sets_a_git_identity() -> None:
     doc = load(RECONCILE)
     (checkout,) = [s for _, s in steps(doc) if s.get("uses", "").startswith("actions/checkout@")]
-    assert checkout["with"]["fetch-depth"] == 0
+    assert checkout["with"] == {"fetch-depth": 0, "persist-credentials": False}
     scripts = "\n".join(s.get("run", "") for _, s in steps(doc))
     assert "git config user.name" in scripts and "git config user.email" in scripts
 
@@ -333,10 +433,13 @@ def test_reconcile_resumes_first_then_reconciles_with_the_secrets_token() -> Non
         s for s in job["steps"] if str(s.get("with", {}).get("args", "")).startswith("resume")
     )
     assert resume["if"] == "inputs.resume != ''"
+    assert resume["env"] == {"GITHUB_TOKEN": "${{ github.token }}"}, "pushes; no secrets token"
     reconcile = next(s for s in job["steps"] if s.get("id") == "reconcile")
-    assert reconcile["env"]["GITHUB_TOKEN"] == (
-        "${{ secrets.KEYROTOR_GITHUB_TOKEN || github.token }}"
-    )
+    assert reconcile["env"] == {
+        "GITHUB_TOKEN": "${{ github.token }}",
+        "KEYROTOR_SECRETS_TOKEN": "${{ secrets.KEYROTOR_SECRETS_TOKEN }}",
+        "KEYROTOR_GUARDRAILS": "ssm:/keyrotor/guardrails",
+    }
     assert job["outputs"]["changes_present"] == "${{ steps.reconcile.outputs.changes_present }}"
     roles = [
         s["with"]["role-to-assume"] for s in job["steps"] if "role-to-assume" in s.get("with", {})
@@ -353,11 +456,22 @@ def test_the_reusable_workflow_is_callable_with_the_documented_interface() -> No
     assert set(triggers(doc)) == {"workflow_call"}
     assert {"role-arn", "python-version", "keyrotor-ref", "resume", "args"} <= set(call["inputs"])
     assert call["inputs"]["role-arn"]["required"] is True
-    assert set(call["secrets"]) == {"github-token"}
+    assert set(call["secrets"]) == {"KEYROTOR_SECRETS_TOKEN"}, "filled from the environment"
     assert "changes_present" in call["outputs"]
     (job,) = doc["jobs"].values()
-    install = next(s["run"] for s in job["steps"] if s.get("name") == "Install keyrotor")
-    assert "pip install" in install and '"keyrotor @ git+https://github.com/' in install
+    assert environment(job) == "keyrotor"
+    keyrotor = next(s for s in job["steps"] if s.get("name") == "Check out keyrotor")
+    assert keyrotor["with"]["repository"] == (
+        "${{ inputs.keyrotor-repository || job.workflow_repository }}"
+    )
+    assert keyrotor["with"]["ref"] == "${{ inputs.keyrotor-ref || job.workflow_sha }}"
+    install = next(s for s in job["steps"] if s.get("name") == "Install keyrotor")
+    assert install["uses"] == "./" + keyrotor["with"]["path"], "the hashed install of the action"
+    run = next(s for s in job["steps"] if s.get("id") == "keyrotor")
+    assert run["env"]["GITHUB_TOKEN"] == "${{ github.token }}"
+    assert run["env"]["KEYROTOR_SECRETS_TOKEN"] == "${{ secrets.KEYROTOR_SECRETS_TOKEN }}"
+    assert call["inputs"]["guardrails"]["default"] == "ssm:/keyrotor/guardrails"
+    assert run["env"]["KEYROTOR_GUARDRAILS"] == "${{ inputs.guardrails }}"
     assert job["concurrency"]["cancel-in-progress"] is False
     assert job["concurrency"]["group"] != "keyrotor-reconcile", "would deadlock with the caller's"
     checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@"))
@@ -523,6 +637,11 @@ def test_every_pip_of_the_action_is_isolated_and_hashed() -> None:
     assert pips and all(prefix.strip() == "python -I -m" for prefix in pips), pips
     assert "--require-hashes" in action_scripts
     assert LOCK.exists()
+
+
+@pytest.mark.parametrize("path", sorted(WORKFLOWS.glob("keyrotor-*.yml")), ids=lambda p: p.name)
+def test_the_workflows_install_keyrotor_only_through_the_action(path: Path) -> None:
+    assert "pip install" not in content(path)
 
 
 # --- only keyrotor changes status/ and approvals/ (the plan workflow's protected-paths job) -----
