@@ -27,6 +27,7 @@ WORKFLOWS = ROOT / ".github" / "workflows"
 PLAN = WORKFLOWS / "keyrotor-plan.yml"
 RECONCILE = WORKFLOWS / "keyrotor-reconcile.yml"
 REUSABLE = WORKFLOWS / "keyrotor-reusable.yml"
+MATRIX = WORKFLOWS / "keyrotor-reconcile-matrix.yml"
 ACTION = ROOT / "action.yml"
 DOC = ROOT / "docs" / "github-actions.md"
 LOCK = ROOT / "requirements" / "action.lock"
@@ -100,7 +101,7 @@ def local_action_project(tmp_path: Path, edit: dict[str, str] | None = None) -> 
     sub_action = tmp_path / PROTECTED_PATHS_ACTION.relative_to(ROOT)
     sub_action.parent.mkdir(parents=True)
     sub_action.write_text(PROTECTED_PATHS_ACTION.read_text())
-    for path in (PLAN, RECONCILE):
+    for path in (PLAN, RECONCILE, MATRIX):
         text = path.read_text().replace(PROTECTED_PATHS_REF, "./.github/actions/protected-paths")
         text = text.replace(ACTION_REF, "./")
         for old, new in (edit or {}).items():
@@ -272,7 +273,7 @@ def test_no_checkout_keeps_git_credentials(path: Path) -> None:
     assert all(s.get("with", {}).get("persist-credentials") is False for s in checkouts)
 
 
-@pytest.mark.parametrize("path", [PLAN, RECONCILE], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [PLAN, RECONCILE, MATRIX], ids=lambda p: p.name)
 def test_the_copied_workflows_run_keyrotor_through_the_composite_action(path: Path) -> None:
     doc = load(path)
     assert any(step.get("uses") == ACTION_REF for _, step in steps(doc))
@@ -445,6 +446,67 @@ def test_reconcile_resumes_first_then_reconciles_with_the_secrets_token() -> Non
         s["with"]["role-to-assume"] for s in job["steps"] if "role-to-assume" in s.get("with", {})
     ]
     assert roles == ["${{ vars.KEYROTOR_ROLE_ARN }}"]
+
+
+# --- the matrix workflow: one reconcile job per shard of the accounts -------------------------
+
+
+def test_the_matrix_workflow_triggers_and_queues_like_the_reconcile_workflow() -> None:
+    """One group for both, so they never overlap while a repository switches between them."""
+    matrix, reconcile = load(MATRIX), load(RECONCILE)
+    assert triggers(matrix) == triggers(reconcile)
+    assert matrix["concurrency"] == reconcile["concurrency"]
+
+
+def test_the_matrix_lists_the_shards_then_reconciles_each_in_its_own_job() -> None:
+    doc = load(MATRIX)
+    accounts, reconcile = doc["jobs"]["accounts"], doc["jobs"]["reconcile"]
+    assert keyrotor_commands(doc) == ["resume", "accounts", "reconcile"]
+    listing = next(s for s in accounts["steps"] if s.get("name") == "keyrotor accounts")
+    assert re.fullmatch(r"accounts --format json --shards \d+", listing["with"]["args"])
+    assert accounts["outputs"]["shards"] == "${{ steps.shards.outputs.shards }}"
+    assert reconcile["needs"] == "accounts"
+    assert reconcile["if"] == "needs.accounts.outputs.shards != '[]'"
+    assert reconcile["strategy"] == {
+        "fail-fast": False,  # a cancelled shard might stop in the middle of a rotation
+        "matrix": {"shard": "${{ fromJSON(needs.accounts.outputs.shards) }}"},
+    }
+    (run,) = [s for s in reconcile["steps"] if s.get("uses") == ACTION_REF]
+    assert run["with"]["args"] == "reconcile --shard ${{ matrix.shard }}"
+    single = load(RECONCILE)["jobs"]["reconcile"]["steps"]
+    assert run["env"] == next(s for s in single if s.get("id") == "reconcile")["env"]
+
+
+def test_both_matrix_jobs_run_in_the_keyrotor_environment_on_the_default_branch() -> None:
+    jobs = load(MATRIX)["jobs"]
+    assert {name: environment(job) for name, job in jobs.items()} == {
+        "accounts": "keyrotor",
+        "reconcile": "keyrotor",
+    }
+    assert "github.event.repository.default_branch" in jobs["accounts"]["if"]
+    assert jobs["reconcile"]["permissions"] == load(RECONCILE)["jobs"]["reconcile"]["permissions"]
+
+
+def test_the_matrix_gets_the_shards_of_keyrotor_accounts(tmp_path: Path) -> None:
+    (step,) = [s for s in load(MATRIX)["jobs"]["accounts"]["steps"] if s.get("id") == "shards"]
+    listing = tmp_path / "accounts.json"
+    listing.write_text(
+        json.dumps(
+            {
+                "accounts": [{"account": "123456789012", "policies": ["ci-deployers"]}],
+                "shards": ["1/4", "3/4"],
+            },
+            indent=2,
+        )
+    )
+    output = tmp_path / "github-output"
+    subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        env={"PATH": "/usr/bin:/bin", "ACCOUNTS_FILE": str(listing), "GITHUB_OUTPUT": str(output)},
+        check=True,
+        timeout=30,
+    )
+    assert output.read_text() == 'shards=["1/4","3/4"]\n'
 
 
 # --- the reusable workflow and the composite action ------------------------------------------
