@@ -199,11 +199,57 @@ def test_actionlint_finds_nothing_in_the_documented_workflows(tmp_path: Path) ->
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_documented_iam_policies_are_json() -> None:
+def documented_policies() -> list[dict[str, Any]]:
     blocks = re.findall(r"```json\n(.*?)```", DOC.read_text(), flags=re.S)
-    assert len(blocks) == 4  # two trust policies, two permission policies
-    for block in blocks:
-        assert json.loads(block)["Version"] == "2012-10-17"
+    return [json.loads(block) for block in blocks]
+
+
+def test_the_documented_iam_policies_are_json_policy_documents() -> None:
+    policies = documented_policies()
+    assert len(policies) >= 4  # at least two trust policies, two permission policies
+    for policy in policies:
+        assert policy["Version"] == "2012-10-17"
+        assert isinstance(policy["Statement"], list) and policy["Statement"]
+
+
+def test_the_documented_plan_role_reads_no_secret_value() -> None:
+    """Anyone who may push a branch can use the plan role (issue 10): metadata only."""
+    (plan,) = [
+        p
+        for p in documented_policies()
+        if any(s.get("Sid", "") == "PlanReadAccount" for s in p["Statement"])
+    ]
+    actions = {
+        a
+        for s in plan["Statement"]
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert all(s["Effect"] == "Allow" for s in plan["Statement"])
+    assert not any("*" in a for a in actions), "no wildcard can grant a read of a value"
+    assert actions.isdisjoint(
+        {
+            "secretsmanager:GetSecretValue",
+            "secretsmanager:BatchGetSecretValue",
+            "ssm:GetParameter",
+            "ssm:GetParameters",
+            "ssm:GetParametersByPath",
+            "ssm:GetParameterHistory",
+            "kms:Decrypt",
+        }
+    )
+
+
+def test_the_documented_trust_policies_bind_plan_to_pull_requests_reconcile_to_the_env() -> None:
+    subjects = [
+        s["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"]
+        for p in documented_policies()
+        for s in p["Statement"]
+        if s.get("Action") == "sts:AssumeRoleWithWebIdentity"
+    ]
+    assert subjects == [
+        "repo:OWNER/POLICY-REPO:pull_request",
+        "repo:OWNER/POLICY-REPO:environment:keyrotor",
+    ]
 
 
 # --- every workflow --------------------------------------------------------------------------
