@@ -252,6 +252,29 @@ def test_the_documented_trust_policies_bind_plan_to_pull_requests_reconcile_to_t
     ]
 
 
+@pytest.mark.parametrize(
+    ("doc", "base"),
+    [
+        (DOC, DOC.parent),
+        (ROOT / "SECURITY.md", ROOT),
+        (ROOT / "docs" / "threat-model.md", ROOT),  # a draft of a README section
+    ],
+    ids=lambda p: p.name if isinstance(p, Path) else "",
+)
+def test_the_security_documents_link_only_to_files_that_exist(doc: Path, base: Path) -> None:
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text())
+    local = [link for link in links if "://" not in link]
+    assert local
+    missing = [link for link in local if not (base / link).exists()]
+    assert not missing
+
+
+def test_security_md_says_how_to_report_a_vulnerability_privately() -> None:
+    text = (ROOT / "SECURITY.md").read_text()
+    assert "## Reporting a vulnerability" in text
+    assert "Report a vulnerability" in text and "Do not open a public issue" in text
+
+
 # --- every workflow --------------------------------------------------------------------------
 
 
