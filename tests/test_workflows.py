@@ -509,6 +509,7 @@ def test_reconcile_resumes_first_then_reconciles_with_the_secrets_token() -> Non
         "GITHUB_TOKEN": "${{ github.token }}",
         "KEYROTOR_SECRETS_TOKEN": "${{ secrets.KEYROTOR_SECRETS_TOKEN }}",
         "KEYROTOR_GUARDRAILS": "ssm:/keyrotor/guardrails",
+        "KEYROTOR_BOT_LOGIN": "${{ vars.KEYROTOR_BOT_LOGIN || 'github-actions[bot]' }}",
     }
     assert job["outputs"]["changes_present"] == "${{ steps.reconcile.outputs.changes_present }}"
     roles = [
