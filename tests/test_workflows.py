@@ -1,5 +1,7 @@
-"""The GitHub Actions workflows and the composite action: actionlint finds nothing, and the
-properties that keep them safe hold (a pull request cannot act, reconcile runs one at a time ...).
+"""The GitHub Actions workflows and the composite actions: actionlint finds nothing, and the
+properties that keep them safe hold (a pull request cannot act, reconcile runs one at a time in
+the `keyrotor` environment, the action installs from a hashed lock with an isolated pip ...). The
+protected-paths script runs against real git repositories.
 
 actionlint comes from the dev extra (the `actionlint` wheel installs it next to the interpreter);
 it runs ShellCheck, from the same extra, on every `run:` script.
@@ -692,8 +694,8 @@ def test_every_pin_of_the_lock_is_exact_and_has_hashes() -> None:
 
 
 def action_step(name: str) -> dict[str, Any]:
-    steps: list[dict[str, Any]] = load(ACTION)["runs"]["steps"]
-    (step,) = [s for s in steps if s.get("name") == name]
+    action_steps: list[dict[str, Any]] = load(ACTION)["runs"]["steps"]
+    (step,) = [s for s in action_steps if s.get("name") == name]
     return step
 
 
