@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest clean
+.PHONY: demo test lint typecheck pytest lock clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "keyrotor needs Python 3.11 or newer")'
@@ -35,6 +35,16 @@ pytest: $(VENV)/.installed-dev
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# requirements/action.lock: keyrotor's runtime dependencies and build requirements, pinned with
+# the hashes of every file of each release, for the GitHub Action (pip install --require-hashes).
+# Run after changing dependencies in pyproject.toml; it needs the package index (`make test` does
+# not). Existing pins are kept; `make lock LOCK_ARGS=--upgrade` moves every pin to the latest.
+LOCK_ARGS ?=
+lock: $(VENV)/.installed-dev
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --generate-hashes --build-deps-for wheel --allow-unsafe \
+		--strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS) \
+		--output-file requirements/action.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache
