@@ -48,7 +48,7 @@ def open_workspace(repo: str | Path, only: Sequence[str] = ()) -> Workspace:
         raise KeyrotorError(
             f"{manifest_dir} does not exist: run keyrotor in your policy repository, or pass --repo"
         )
-    policies = manifests.load_policies([manifest_dir])
+    policies = manifests.load_policies([manifest_dir], root=root)
     if only:
         unknown = sorted(set(only) - {p.name for p in policies})
         if unknown:

@@ -4,7 +4,6 @@ OpenAPI description (a test fails at teardown on any contract violation)."""
 from __future__ import annotations
 
 import copy
-import time
 from base64 import b64decode
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,7 +16,7 @@ from openapi_core import OpenAPI
 
 from controller.errors import KeyrotorError
 from controller.github import GitHubClient, GitHubError
-from tests.support.github_standin import GitHubStandIn, openapi, run_standin, spec_document
+from tests.support.github_standin import GitHubStandIn, run_standin, spec_document
 from tests.support.gitremote import GitRemote, push_commit
 
 REPO = "acme/gitops"
@@ -558,9 +557,6 @@ def test_violations_fail_the_test_at_teardown() -> None:
         next(fixture)
 
 
-def test_trimmed_description_loads_in_under_a_second() -> None:
-    openapi()  # imports and first-use costs are not the description's
+def test_the_trimmed_description_passes_the_full_openapi_validation() -> None:
     document = copy.deepcopy(spec_document())
-    start = time.perf_counter()
-    OpenAPI.from_dict(document)  # with openapi-spec-validator's full check
-    assert time.perf_counter() - start < 1.0
+    OpenAPI.from_dict(document)  # with openapi-spec-validator's full check: raises if invalid
