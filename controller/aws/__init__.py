@@ -10,12 +10,17 @@ sandbox and the tests point keyrotor at a local AWS.
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore.config
+import botocore.loaders
+import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from controller.aws.retries import (
@@ -32,6 +37,12 @@ from controller.aws.retries import (
 from controller.errors import AwsError
 from controller.policy import Account
 
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_ssm import SSMClient
+    from mypy_boto3_sts import STSClient
+
 __all__ = [
     "AWS_ERRORS",
     "CALLS",
@@ -43,6 +54,7 @@ __all__ = [
     "describe_error",
     "error_code",
     "max_attempts_from",
+    "new_session",
     "parse_max_attempts",
     "repeat_of",
 ]
@@ -72,6 +84,27 @@ def describe_error(exc: BaseException) -> str:
 AWS_ERRORS = (ClientError, BotoCoreError)
 
 
+@cache
+def _loader() -> botocore.loaders.Loader:
+    return botocore.loaders.create_loader()
+
+
+def new_session(**kwargs: Any) -> boto3.Session:
+    """A boto3 session whose service models are loaded once per process, not once per session:
+    building a client then costs milliseconds, however many sessions a process makes."""
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _loader())
+    return boto3.Session(botocore_session=core, **kwargs)
+
+
+_SESSION_NAME = re.compile(r"[^\w+=,.@-]")
+
+
+def session_name(run_id: str) -> str:
+    """`keyrotor-<run id>`, within what STS accepts (2-64 of `\\w+=,.@-`)."""
+    return ("keyrotor-" + _SESSION_NAME.sub("-", run_id))[:64]
+
+
 class AwsSessions:
     """Caches one session per account (assuming the policy's role when it names one).
 
@@ -90,10 +123,14 @@ class AwsSessions:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         sleep: Callable[[float], object] = time.sleep,
         adaptive: bool = True,
+        run_id: str = "local",
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
-        self._base = base or boto3.Session()
+        self._base = base or new_session()
+        self.run_id = run_id
+        # Accounts are observed and applied in parallel: sessions and clients are made under it.
+        self._lock = threading.RLock()
         self.max_attempts = max_attempts
         self._sleep = sleep
         self.adaptive = adaptive
@@ -102,9 +139,27 @@ class AwsSessions:
         self._clients: dict[tuple[Account, str, str, bool], Any] = {}
 
     def session(self, account: Account) -> boto3.Session:
-        if account not in self._sessions:
-            self._sessions[account] = self._assume(account) if account.role_arn else self._base
-        return self._sessions[account]
+        """The account's session, its role assumed once per run (a failure is not cached)."""
+        with self._lock:
+            if account not in self._sessions:
+                self._sessions[account] = self._assume(account) if account.role_arn else self._base
+            return self._sessions[account]
+
+    def iam(self, account: Account, *, retries: bool = True) -> IAMClient:
+        client: IAMClient = self.client(account, "iam", retries=retries)
+        return client
+
+    def sts(self, account: Account) -> STSClient:
+        client: STSClient = self.client(account, "sts")
+        return client
+
+    def secretsmanager(self, account: Account, region: str | None) -> SecretsManagerClient:
+        client: SecretsManagerClient = self.client(account, "secretsmanager", region)
+        return client
+
+    def ssm(self, account: Account, region: str | None) -> SSMClient:
+        client: SSMClient = self.client(account, "ssm", region)
+        return client
 
     def client(
         self, account: Account, service: str, region: str | None = None, *, retries: bool = True
@@ -119,9 +174,10 @@ class AwsSessions:
         session = self.session(account)
         region = region or account.region or session.region_name or "us-east-1"
         cache_key = (account, service, region, retries)
-        if cache_key not in self._clients:
-            self._clients[cache_key] = self._build(session, service, region, retries)
-        return self._clients[cache_key]
+        with self._lock:
+            if cache_key not in self._clients:
+                self._clients[cache_key] = self._build(session, service, region, retries)
+            return self._clients[cache_key]
 
     def key_client(
         self,
@@ -136,7 +192,7 @@ class AwsSessions:
 
         Not cached: the caller holds it as long as it holds the key.
         """
-        session = boto3.Session(
+        session = new_session(
             aws_access_key_id=access_key_id,
             aws_secret_access_key=secret_access_key,
             region_name=region,
@@ -152,14 +208,22 @@ class AwsSessions:
         return client
 
     def account_id(self, account: Account) -> str:
-        if account not in self._account_ids:
-            identity = self.client(account, "sts").get_caller_identity()
-            self._account_ids[account] = str(identity["Account"])
-        return self._account_ids[account]
+        with self._lock:
+            if account not in self._account_ids:
+                identity = self.sts(account).get_caller_identity()
+                self._account_ids[account] = str(identity["Account"])
+            return self._account_ids[account]
 
     def _assume(self, account: Account) -> boto3.Session:
         assert account.role_arn is not None
-        params: dict[str, Any] = {"RoleArn": account.role_arn, "RoleSessionName": "keyrotor"}
+        # Named for the run, with the run as SourceIdentity, so CloudTrail shows which run made
+        # each call (the role's trust policy must allow sts:SetSourceIdentity).
+        name = session_name(self.run_id)
+        params: dict[str, Any] = {
+            "RoleArn": account.role_arn,
+            "RoleSessionName": name,
+            "SourceIdentity": name,
+        }
         if account.external_id:
             params["ExternalId"] = account.external_id
         sts = self._build(
@@ -171,7 +235,7 @@ class AwsSessions:
             raise AwsError(
                 f"cannot assume role {account.role_arn}: {describe_error(exc)}"
             ) from None
-        return boto3.Session(
+        return new_session(
             aws_access_key_id=creds["AccessKeyId"],
             aws_secret_access_key=creds["SecretAccessKey"],
             aws_session_token=creds["SessionToken"],

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import uuid
 from datetime import UTC, datetime
 
-from controller.aws import AwsSessions
+from controller.aws import AwsSessions, adaptive_from, max_attempts_from
 from controller.context import CiEnvironment, RunContext
 
 
@@ -18,10 +19,18 @@ def now_of(args: argparse.Namespace) -> datetime:
 
 
 def run_context(args: argparse.Namespace) -> RunContext:
-    """The context of one CLI run: `--now`, AWS from the SDK environment, CI from os.environ."""
+    """The context of one CLI run: `--now`, AWS from the SDK environment (and AWS_MAX_ATTEMPTS,
+    AWS_RETRY_MODE), CI from os.environ."""
+    env = os.environ
+    ci = CiEnvironment.from_environ(env)
+    run_id = ci.run_id or f"local-{uuid.uuid4().hex[:12]}"
+    sessions = AwsSessions(
+        max_attempts=max_attempts_from(env), adaptive=adaptive_from(env), run_id=run_id
+    )
     return RunContext(
         now=now_of(args),
-        sessions=AwsSessions(),
-        ci=CiEnvironment.from_environ(os.environ),
+        sessions=sessions,
+        ci=ci,
         push=not getattr(args, "no_push", False),
+        run_id=run_id,
     )
