@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 0 when nothing is to do, 2 when actions are pending, 1 on error",
     )
+    p.add_argument(
+        "--fetch",
+        action="store_true",
+        help="fetch and fast-forward to the upstream branch first (apply does by default)",
+    )
     p.set_defaults(handler="controller.commands.plan:run")
 
     p = subs.add_parser(
@@ -110,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--dry-run", action="store_true", help="plan and print, change nothing")
     p.add_argument("--no-push", action="store_true", help="commit status but do not push it")
+    p.add_argument(
+        "--no-fetch",
+        action="store_true",
+        help="do not fetch and fast-forward to the upstream branch first",
+    )
     p.set_defaults(handler="controller.commands.apply:run")
 
     p = subs.add_parser("resume", help="retry a rolled-back rotation (commits the decision)")
@@ -117,7 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", required=True, metavar="NAME")
     p.add_argument("--user", required=True, metavar="NAME")
     p.add_argument("--now", type=parse_now, default=None, metavar="ISO-8601")
+    p.add_argument("--account", metavar="ID", help="the account, when the user is in several")
     p.add_argument("--no-push", action="store_true", help="commit but do not push")
+    p.add_argument(
+        "--no-fetch",
+        action="store_true",
+        help="do not fetch and fast-forward to the upstream branch first",
+    )
     p.set_defaults(handler="controller.commands.resume:run")
 
     p = subs.add_parser(
@@ -125,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p)
     p.add_argument("--no-push", action="store_true", help="commit status but do not push it")
+    p.add_argument(
+        "--no-fetch",
+        action="store_true",
+        help="do not fetch and fast-forward to the upstream branch first",
+    )
     p.set_defaults(handler="controller.commands.reconcile:run")
 
     p = subs.add_parser("status", help="where each user's rotation stands, from status/*.yaml")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,12 +25,14 @@ from controller.approvals import approvals_path
 from controller.approvals import dump as dump_approvals
 from controller.aws import AWS_ERRORS, CLIENT_CONFIG, describe_error, error_code
 from controller.context import RunContext
-from controller.errors import KeyrotorError
+from controller.errors import GitError, KeyrotorError
 from controller.gitops.repo import StatusRepo
+from controller.gitops.store import FileUpdate, IntentConflict
 from controller.plan import Action, ActionKind, Outcome, Plan, PolicyPlan
 from controller.policy import Policy
 from controller.secret import AccessKeySecret
-from controller.status import PolicyStatus, dump, status_path
+from controller.status import PolicyStatus, UserStatus
+from controller.statusfiles import PolicyRecords, dump_user, load_user, user_path
 from controller.targets import BoundTarget, TargetServices, bind_all, find_secret
 
 # A new key can take a few seconds to authenticate everywhere (IAM is eventually consistent).
@@ -59,10 +61,28 @@ class ApplyResult:
     commits: list[str] = field(default_factory=list)
     # Each policy's status as this run left it (what issues and summaries are built from).
     statuses: dict[str, PolicyStatus] = field(default_factory=dict)
+    # What kept this run from recording or doing its part (a push that failed, a lost race):
+    # the run exits 1 naming them, and the other policies still run.
+    errors: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[ActionResult]:
         return [r for r in self.results if not r.ok]
+
+
+@dataclass(frozen=True)
+class _Event:
+    """One thing that happened to a user this run, replayable on another run's record."""
+
+    action: Action
+    outcome: Outcome | None = None  # None: it failed
+    error: str = ""
+    hold: bool = False
+
+    def apply(self, policy: Policy, status: UserStatus, now: datetime) -> UserStatus:
+        if self.outcome is not None:
+            return lifecycle.on_success(policy, status, self.action, self.outcome, now)
+        return lifecycle.on_failure(status, self.action, self.error, hold=self.hold)
 
 
 class Executor:
@@ -80,92 +100,175 @@ class Executor:
         self._hook = ctx.hook or (lambda point: None)
 
     # -- the whole plan --
-    def apply(self, plan: Plan) -> ApplyResult:
+    def apply(
+        self,
+        plan: Plan,
+        records: Mapping[str, PolicyRecords],
+        approval_texts: Mapping[str, str] | None = None,
+    ) -> ApplyResult:
+        """Carry out `plan`; `records` are the status files each policy was planned from."""
         result = ApplyResult()
-        for policy_plan in plan.policies:
-            self._apply_policy(policy_plan, result)
+        for pp in plan.policies:
+            found = records.get(pp.policy.name) or PolicyRecords(pp.previous, pp.account_id)
+            texts = approval_texts or {}
+            self._apply_policy(pp, found, texts.get(approvals_path(pp.policy.name)), result)
         return result
 
-    def _apply_policy(self, pp: PolicyPlan, result: ApplyResult) -> None:
+    def _apply_policy(
+        self,
+        pp: PolicyPlan,
+        records: PolicyRecords,
+        approvals_text: str | None,
+        result: ApplyResult,
+    ) -> None:
+        account = pp.account_id or records.account
         status = pp.status
+        bases: dict[str, str | None] = {p: t for p, t in records.texts.items()}
         creates = [a for a in pp.actions if a.kind == ActionKind.CREATE_KEY]
+        skipped: set[str] = set()
         if creates:
-            status = self._record_intent(pp.policy, status, creates, result)
+            status, skipped = self._record_intent(pp, records, account, status, bases, result)
+        events: dict[str, list[_Event]] = {}
         done: list[ActionResult] = []
         for user_plan in pp.users:
+            if user_plan.user in skipped:
+                continue
             for action in user_plan.actions:
                 outcome, error, hold = self._attempt(pp.policy, action)
-                user_status = status.users[action.user]
                 if error is None:
+                    event = _Event(action, outcome)
                     done.append(ActionResult(action, True, outcome))
-                    after = lifecycle.on_success(pp.policy, user_status, action, outcome, self.now)
-                    status = status.with_user(action.user, after)
                     self.echo(f"{pp.policy.name}: {commits.done_line(action, outcome)}")
-                    continue
-                done.append(ActionResult(action, False, error=error))
-                after = lifecycle.on_failure(user_status, action, error, hold=hold)
-                status = status.with_user(action.user, after)
-                self.echo(f"{pp.policy.name}: {action.kind} for {action.user} FAILED: {error}")
-                break
+                else:
+                    event = _Event(action, None, error, hold)
+                    done.append(ActionResult(action, False, error=error))
+                    self.echo(f"{pp.policy.name}: {action.kind} for {action.user} FAILED: {error}")
+                events.setdefault(action.user, []).append(event)
+                status = status.with_user(
+                    action.user, event.apply(pp.policy, status.users[action.user], self.now)
+                )
+                if error is not None:
+                    break
+        for user in skipped:  # another run acts on them: this run records nothing about them
+            status = status.with_user(user, records.status.users.get(user))
         result.results.extend(done)
         result.statuses[pp.policy.name] = status
-        deleted = [
-            (r.action.user, r.action.key or "")
-            for r in done
-            if r.ok and r.action.kind == ActionKind.DELETE_KEY
-        ]
+        updates = self._status_updates(pp, records, account, status, bases, events, skipped)
+        deleted = [(r.action.user, r.action.key or "") for r in done
+                   if r.ok and r.action.kind == ActionKind.DELETE_KEY]  # fmt: skip
         approvals = lifecycle.approvals_left(pp.approvals, deleted)
-        changes: dict[str, str | None] = {}
         if approvals != pp.approvals:
-            changes[approvals_path(pp.policy.name)] = dump_approvals(pp.policy.name, approvals)
-        if changes or not status.same_content(pp.previous):
-            status = replace(status, last_reconciled=self.now)
-            changes[status_path(pp.policy.name)] = dump(status)
-            sha = self._commit_status(pp.policy, status, done, changes, pp.previous)
-            if sha:
-                result.commits.append(sha)
-            if self.push:
-                self._hook("push:status")
-                self.repo.push_status()
-
-    # -- intent --
-    def _record_intent(
-        self, policy: Policy, status: PolicyStatus, creates: Sequence[Action], result: ApplyResult
-    ) -> PolicyStatus:
-        for action in creates:
-            status = status.with_user(
-                action.user, lifecycle.on_intent(status.users[action.user], self.now)
+            path = approvals_path(pp.policy.name)
+            updates.append(
+                FileUpdate(path, approvals_text, dump_approvals(pp.policy.name, approvals))
             )
-        message = commits.intent_commit(policy.name, creates, self.run)
-        sha = self.repo.commit(
-            {status_path(policy.name): dump(replace(status, last_reconciled=self.now))},
+        if not updates and not done:
+            return
+        message = commits.steps_commit(
+            pp.policy.name,
+            [(r.action, r.outcome) for r in done if r.ok],
+            [(r.action, r.error) for r in done if not r.ok],
+            sorted({u.path.rsplit("/", 1)[-1].removesuffix(".yaml") for u in updates
+                    if u.path.startswith("status/") and u.path != records.legacy}),
+            self.run,
+        )  # fmt: skip
+        self._publish(pp.policy.name, updates, message, result)
+
+    def _publish(
+        self,
+        policy: str,
+        updates: list[FileUpdate],
+        message: commits.CommitMessage,
+        result: ApplyResult,
+        *,
+        intent: bool = False,
+    ) -> str | None:
+        self._hook("push:intent" if intent else "push:status")
+        sha = self.repo.publish(
+            updates,
             message.subject,
             message.body,
             message.trailers,
+            when=self.now,
+            intent=intent,
+            push=self.push,
         )
         if sha:
             result.commits.append(sha)
-        if self.push:
-            self._hook("push:intent")
-            self.repo.push_intent()  # PushRejected: stop before touching AWS
-        return status
+        return sha
 
-    def _commit_status(
+    def _status_updates(
         self,
-        policy: Policy,
+        pp: PolicyPlan,
+        records: PolicyRecords,
+        account: str,
         status: PolicyStatus,
-        done: Sequence[ActionResult],
-        changes: Mapping[str, str | None],
-        previous: PolicyStatus,
-    ) -> str | None:
-        message = commits.steps_commit(
-            policy.name,
-            [(r.action, r.outcome) for r in done if r.ok],
-            [(r.action, r.error) for r in done if not r.ok],
-            _changed_users(status, previous),
-            self.run,
-        )
-        return self.repo.commit(changes, message.subject, message.body, message.trailers)
+        bases: Mapping[str, str | None],
+        events: Mapping[str, list[_Event]],
+        skipped: set[str],
+    ) -> list[FileUpdate]:
+        """One update per user whose record changed as written, replaying this run's steps on
+        whatever another run may have recorded meanwhile; the legacy file goes once migrated."""
+        policy = pp.policy
+        updates: list[FileUpdate] = []
+        for user in sorted((set(status.users) | set(records.status.users)) - skipped):
+            path = user_path(policy.name, account, user)
+            base = bases.get(path)
+            after = status.users.get(user)
+            new = dump_user(policy.name, account, user, after) if after is not None else None
+            if new == base:
+                continue
+            steps = events.get(user)
+            planned = pp.status.users.get(user)
+            replay = _replayer(policy, account, user, planned, steps, self.now) if steps else None
+            updates.append(FileUpdate(path, base, new, replay))
+        if records.legacy is not None:
+            # Migrated: the per-user files replace it, whatever another run did to it.
+            updates.append(FileUpdate(records.legacy, records.legacy_text, None, _gone))
+        return updates
+
+    # -- intent --
+    def _record_intent(
+        self,
+        pp: PolicyPlan,
+        records: PolicyRecords,
+        account: str,
+        status: PolicyStatus,
+        bases: dict[str, str | None],
+        result: ApplyResult,
+    ) -> tuple[PolicyStatus, set[str]]:
+        """Publish the intent before CreateAccessKey; the users whose creates must not run."""
+        creates = [a for a in pp.actions if a.kind == ActionKind.CREATE_KEY]
+        updates = []
+        for action in creates:
+            after = lifecycle.on_intent(status.users[action.user], self.now)
+            status = status.with_user(action.user, after)
+            path = user_path(pp.policy.name, account, action.user)
+            updates.append(
+                FileUpdate(
+                    path, bases.get(path), dump_user(pp.policy.name, account, action.user, after)
+                )
+            )
+        message = commits.intent_commit(pp.policy.name, creates, self.run)
+        users = {a.user for a in creates}
+        try:
+            self._publish(pp.policy.name, updates, message, result, intent=True)
+        except IntentConflict as exc:
+            conflicted = {
+                user for user in users if user_path(pp.policy.name, account, user) in exc.paths
+            }
+            result.errors.append(f"{pp.policy.name}: {exc}")
+            self.echo(
+                f"{pp.policy.name}: not creating keys for {', '.join(sorted(conflicted))}: {exc}"
+            )
+            return status, conflicted
+        except GitError as exc:  # PushRejected after every attempt, or the remote unreachable
+            result.errors.append(f"{pp.policy.name}: {exc}")
+            self.echo(f"{pp.policy.name}: no key is created in this run: {exc}")
+            return status, users
+        for update in updates:
+            bases[update.path] = update.new
+        return status, set()
 
     # -- one action --
     def _attempt(self, policy: Policy, action: Action) -> tuple[Outcome, str | None, bool]:
@@ -403,14 +506,27 @@ def _held(target: BoundTarget) -> str | None:
     return secret.access_key_id if secret else None
 
 
-def _changed_users(status: PolicyStatus, previous: PolicyStatus) -> list[str]:
-    return sorted(
-        user
-        for user in set(status.users) | set(previous.users)
-        if _as_written(status, user) != _as_written(previous, user)
-    )
+def _gone(_: str | None) -> None:
+    return None
 
 
-def _as_written(status: PolicyStatus, user: str) -> dict[str, Any] | None:
-    found = status.users.get(user)
-    return found.to_dict() if found else None
+def _replayer(
+    policy: Policy,
+    account: str,
+    user: str,
+    planned: UserStatus | None,
+    steps: Sequence[_Event],
+    now: datetime,
+) -> Callable[[str | None], str | None]:
+    """This run's steps for `user`, applied to the latest record another run published."""
+
+    def replay(upstream: str | None) -> str | None:
+        path = user_path(policy.name, account, user)
+        start = load_user(upstream, path=path) if upstream is not None else planned
+        if start is None:
+            return None
+        for step in steps:
+            start = step.apply(policy, start, now)
+        return dump_user(policy.name, account, user, start)
+
+    return replay

@@ -223,6 +223,10 @@ _RENDER: dict[Reason, Callable[[_F], str]] = {
         f"old key {f.s('key')} deactivated; grace period until {f.at('delete_at')}"
     ),
     Reason.OUTSIDE_WINDOW: lambda f: f"{f.s('step')} of {f.s('key')} is due but {_windows(f)}",
+    Reason.CREATION_IN_FLIGHT: lambda f: (
+        f"another run recorded at {f.at('at')} that it is creating a key for {f.s('user')}: "
+        "this run waits rather than race it"
+    ),
     Reason.REPAIRING: lambda f: "repairing an interrupted key creation",
     Reason.ROLLED_BACK: _rolled_back,
     Reason.HELD_FOR_PERSON: lambda f: (

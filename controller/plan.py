@@ -91,6 +91,8 @@ class PolicyPlan:
     previous: PolicyStatus
     findings: tuple[Finding, ...] = ()
     approvals: Mapping[str, Approval] = field(default_factory=dict)
+    # The AWS account the policy's users were observed in ("" when it could not be observed).
+    account_id: str = ""
 
     @property
     def status(self) -> PolicyStatus:

@@ -53,6 +53,10 @@ __all__ = [
 # Allowed difference between keyrotor's clock and IAM's when telling a key that a crashed run
 # created (after its recorded intent) from one a person made before it.
 CLOCK_SKEW = timedelta(minutes=5)
+# An intent younger than this, with no key made after it yet, is another run about to call
+# CreateAccessKey (it published its intent a moment ago): wait rather than race it. An older one
+# is a run that died before creating: carry on.
+INTENT_IN_FLIGHT = timedelta(minutes=3)
 
 
 class Situation(StrEnum):
@@ -60,6 +64,7 @@ class Situation(StrEnum):
 
     MISSING = "missing"  # the IAM user does not exist
     HELD = "held"  # keyrotor undid its own step; a person must resume
+    IN_FLIGHT = "in-flight"  # another run published its intent a moment ago
     REPAIR = "repair"  # an interrupted run's key reached some targets
     NO_WORKING_KEY = "no-working-key"
     NO_KEYS = "no-keys"
@@ -173,7 +178,7 @@ def plan_policy(
             {"policy": policy.name, "error": observation.error},
         )
         kept = tuple(UserPlan(policy.name, name, st) for name, st in sorted(previous.users.items()))
-        return PolicyPlan(policy, kept, previous, (finding,))
+        return PolicyPlan(policy, kept, previous, (finding,), account_id=observation.account_id)
     users = []
     for name in sorted(set(observation.users) | set(previous.users)):
         prior = previous.users.get(name)
@@ -202,7 +207,9 @@ def plan_policy(
             )
         )
     mine = {user: a for (name, user), a in approvals.items() if name == policy.name}
-    return PolicyPlan(policy, tuple(users), previous, approvals=mine)
+    return PolicyPlan(
+        policy, tuple(users), previous, approvals=mine, account_id=observation.account_id
+    )
 
 
 def _deselected(policy: Policy, name: str, prior: UserStatus | None) -> UserPlan:
@@ -267,6 +274,8 @@ def narrow(
         intent = status.intent_at
         status = replace(status, intent_at=None)
         ours = [k for k in others if k.created >= intent - CLOCK_SKEW]
+        if not ours and now - intent < INTENT_IN_FLIGHT:
+            return replace(user, situation=Situation.IN_FLIGHT, status=prior or status)
         if ours:
             orphan = ours[0]
             others.remove(orphan)
@@ -409,6 +418,13 @@ def _missing(user: _User) -> Decision:
 def _held(user: _User) -> Decision:
     facts: Facts = {"cause": user.status.hold, "policy": user.policy.name, "user": user.name}
     return _blocked(user, Reason.HELD_FOR_PERSON, facts)
+
+
+def _in_flight(user: _User) -> Decision:
+    facts = {"at": user.status.intent_at, "user": user.name}
+    return Decision(
+        user.status, findings=(user.finding(FindingKind.WAITING, Reason.CREATION_IN_FLIGHT, facts),)
+    )
 
 
 def _repair(user: _User) -> Decision:
@@ -714,6 +730,7 @@ def _gated(
 DECIDE: dict[Situation, Callable[[_User], Decision]] = {
     Situation.MISSING: _missing,
     Situation.HELD: _held,
+    Situation.IN_FLIGHT: _in_flight,
     Situation.REPAIR: _repair,
     Situation.NO_WORKING_KEY: _no_working_key,
     Situation.NO_KEYS: _no_keys,

@@ -7,12 +7,14 @@ executor is the only code that changes AWS and targets, and gitops the only code
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import controller.manifests as manifests
-from controller.approvals import Approval, read_approvals
+from controller.approvals import APPROVALS_DIR, Approval, approvals_path
+from controller.approvals import load as load_approvals
 from controller.aws.inventory import AwsInventory
 from controller.checks import ExternalResults
 from controller.context import RunContext
@@ -21,12 +23,14 @@ from controller.executor import ApplyResult, Executor
 from controller.github.approval_pr import PullOutcome, ensure_approval_pr
 from controller.github.user_issues import IssueOutcome, sync_issues
 from controller.gitops.repo import StatusRepo
+from controller.gitops.store import GitStore
 from controller.inventory import PolicyObservation
 from controller.plan import Plan, UserPlan
 from controller.planner import plan
 from controller.policy import Policy
 from controller.secret import AccessKeySecret
-from controller.status import STATUS_DIR, PolicyStatus, load, status_path
+from controller.status import STATUS_DIR
+from controller.statusfiles import PolicyRecords, StatusTree
 from controller.targets import TargetServices, bind_all, find_secret
 
 
@@ -36,12 +40,20 @@ class Workspace:
 
     root: Path
     policies: tuple[Policy, ...]
-    statuses: dict[str, PolicyStatus]
+    tree: StatusTree
     approvals: dict[tuple[str, str], Approval]
+    # The approvals files' texts by path (the bases of the updates that use them up).
+    approval_texts: dict[str, str] = field(default_factory=dict)
 
 
-def open_workspace(repo: str | Path, only: Sequence[str] = ()) -> Workspace:
-    """Load and validate every manifest (a bad one stops everything: no AWS call is made)."""
+def open_workspace(
+    repo: str | Path, only: Sequence[str] = (), *, committed: GitStore | None = None
+) -> Workspace:
+    """Load and validate every manifest (a bad one stops everything: no AWS call is made).
+
+    Status and approvals come from the work tree, or with `committed` from its HEAD commit
+    (what `apply` plans from, so that its updates are based on what was published).
+    """
     root = Path(repo)
     manifest_dir = root / "manifests"
     if not manifest_dir.is_dir():
@@ -54,30 +66,30 @@ def open_workspace(repo: str | Path, only: Sequence[str] = ()) -> Workspace:
         if unknown:
             raise KeyrotorError(f"no policy named {', '.join(unknown)} in {manifest_dir}")
         policies = [p for p in policies if p.name in only]
-    names = [p.name for p in policies]
-    return Workspace(
-        root, tuple(policies), read_statuses(root, policies), read_approvals(root, names)
-    )
-
-
-def read_statuses(root: Path, policies: Sequence[Policy]) -> dict[str, PolicyStatus]:
-    statuses = {}
+    if committed is not None:
+        tree = StatusTree(committed.read_files(STATUS_DIR))
+        texts = committed.read_files(APPROVALS_DIR)
+    else:
+        tree = StatusTree.from_directory(root)
+        texts = _approval_files(root)
+    approvals: dict[tuple[str, str], Approval] = {}
     for policy in policies:
-        rel = status_path(policy.name)
-        path = root / rel
-        if path.is_file():
-            statuses[policy.name] = load(path.read_text(), path=rel)
-    return statuses
+        path = approvals_path(policy.name)
+        if path in texts:
+            for user, approval in load_approvals(texts[path], path=path).items():
+                approvals[(policy.name, user)] = approval
+    return Workspace(root, tuple(policies), tree, approvals, texts)
 
 
-def all_statuses(root: Path) -> list[PolicyStatus]:
-    """Every status file, including those of policies since removed from manifests/."""
-    folder = root / STATUS_DIR
-    return (
-        [load(p.read_text(), path=str(p.relative_to(root))) for p in sorted(folder.glob("*.yaml"))]
-        if folder.is_dir()
-        else []
-    )
+def _approval_files(root: Path) -> dict[str, str]:
+    folder = root / APPROVALS_DIR
+    if not folder.is_dir():
+        return {}
+    return {
+        str(p.relative_to(root)): p.read_text(encoding="utf-8")
+        for p in sorted(folder.glob("*.yaml"))
+        if p.is_file() and not p.is_symlink()
+    }
 
 
 def target_services(ctx: RunContext) -> TargetServices:
@@ -93,13 +105,23 @@ def plan_once(ctx: RunContext, ws: Workspace, *, run_checks: bool = False) -> Pl
     """Observe AWS and plan. With `run_checks`, run the command/http checks the plan reached and
     plan again with their results: the planner stays pure, the checks run here at the edge.
     `plan` never runs them (a check may do anything); `apply` and `reconcile` do."""
+    return _observe_and_plan(ctx, ws, run_checks=run_checks)[0]
+
+
+def _observe_and_plan(
+    ctx: RunContext, ws: Workspace, *, run_checks: bool
+) -> tuple[Plan, dict[str, PolicyRecords]]:
     services = target_services(ctx)
     inventory = AwsInventory(services)
     observed: dict[str, PolicyObservation] = {p.name: inventory.observe(p) for p in ws.policies}
-    first = plan(ws.policies, observed, ws.statuses, ctx.now, approvals=ws.approvals)
+    records = {
+        p.name: ws.tree.policy(p.name, observed[p.name].account_id or None) for p in ws.policies
+    }
+    statuses = {name: r.status for name, r in records.items()}
+    first = plan(ws.policies, observed, statuses, ctx.now, approvals=ws.approvals)
     wanted = [(pp, up) for pp in first.policies for up in pp.users if up.needs_checks]
     if not run_checks or not wanted:
-        return first
+        return first, records
     from controller.checks.runner import run_external_checks
 
     external: dict[tuple[str, str], ExternalResults] = {}
@@ -111,9 +133,10 @@ def plan_once(ctx: RunContext, ws: Workspace, *, run_checks: bool = False) -> Pl
             new_key=new_key,
             secrets=[new_key.secret_access_key] if new_key else [],
         )
-    return plan(
-        ws.policies, observed, ws.statuses, ctx.now, approvals=ws.approvals, external=external
+    again = plan(
+        ws.policies, observed, statuses, ctx.now, approvals=ws.approvals, external=external
     )
+    return again, records
 
 
 def _new_key_secret(
@@ -137,15 +160,51 @@ def _new_key_secret(
 # --- apply and reconcile -------------------------------------------------------------------------
 
 
+def _synced(ctx: RunContext, repo: StatusRepo, fetch: bool) -> None:
+    """Fetch the upstream and fast-forward (publishing unpublished status commits first) before
+    anything is read, so a merged approval, a suspend or a changed manifest counts at once."""
+    if fetch:
+        repo.sync()
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A plan made in a synced checkout, with the status files it was made from."""
+
+    workspace: Workspace
+    plan: Plan
+    records: dict[str, PolicyRecords]
+
+
+def prepare(
+    ctx: RunContext, repo: StatusRepo, policies: Sequence[str] = (), *, fetch: bool = True
+) -> Prepared:
+    """Sync the checkout, read what is committed, observe AWS, run the checks, and plan."""
+    _synced(ctx, repo, fetch)
+    ws = open_workspace(repo.root, policies, committed=repo)
+    done, records = _observe_and_plan(ctx, ws, run_checks=True)
+    return Prepared(ws, done, records)
+
+
+def execute(
+    ctx: RunContext,
+    repo: StatusRepo,
+    prepared: Prepared,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ApplyResult:
+    """Carry out a prepared plan and publish what happened."""
+    executor = Executor(ctx, repo, target_services(ctx), sleep=sleep)
+    return executor.apply(prepared.plan, prepared.records, prepared.workspace.approval_texts)
+
+
 def apply_once(
-    ctx: RunContext, repo_path: Path, policies: Sequence[str] = ()
+    ctx: RunContext, repo_path: Path, policies: Sequence[str] = (), *, fetch: bool = True
 ) -> tuple[Plan, ApplyResult]:
-    """Plan and apply in one checkout, committing (and pushing) status."""
-    with StatusRepo.open(repo_path) as repo:
-        ws = open_workspace(repo.root, policies)
-        done = plan_once(ctx, ws, run_checks=True)
-        result = Executor(ctx, repo, target_services(ctx)).apply(done)
-    return done, result
+    """Sync, plan and apply in one checkout, publishing status."""
+    with StatusRepo.open(repo_path, push_token=ctx.ci.token) as repo:
+        prepared = prepare(ctx, repo, policies, fetch=fetch)
+        return prepared.plan, execute(ctx, repo, prepared)
 
 
 @dataclass
@@ -158,14 +217,15 @@ class ReconcileResult:
 
 
 def reconcile_once(
-    ctx: RunContext, repo_path: Path, policies: Sequence[str] = ()
+    ctx: RunContext, repo_path: Path, policies: Sequence[str] = (), *, fetch: bool = True
 ) -> ReconcileResult:
     """Apply, then keep approval pull requests and per-user issues in step with the status
     this run wrote (not the plan before it, so a rollback gets its issue in the same run)."""
-    with StatusRepo.open(repo_path) as repo:
-        ws = open_workspace(repo.root, policies)
-        done = plan_once(ctx, ws, run_checks=True)
-        applied = Executor(ctx, repo, target_services(ctx)).apply(done)
+    with StatusRepo.open(repo_path, push_token=ctx.ci.token) as repo:
+        _synced(ctx, repo, fetch)
+        ws = open_workspace(repo.root, policies, committed=repo)
+        done, records = _observe_and_plan(ctx, ws, run_checks=True)
+        applied = Executor(ctx, repo, target_services(ctx)).apply(done, records, ws.approval_texts)
         result = ReconcileResult(done, applied)
         if not ctx.ci.has_github:
             return result

@@ -264,3 +264,39 @@ def test_the_pull_request_says_so_when_a_waiting_key_becomes_overdue(world: Worl
     reconcile(world, advance(T0, days=95))  # only the age moved
     (later,) = open_pulls()
     assert later.body == overdue.body
+
+
+def test_a_long_lived_checkout_acts_on_an_approval_merged_since_it_was_cloned(
+    world: World, github: GitHubStandIn
+) -> None:
+    """A self-hosted runner keeps its checkout: reconcile fetches before it reads anything."""
+    old = world.seed_user("deploy-bot", at=T0)
+    reconcile(world, DUE)
+    (pr,) = open_pulls()
+    runner = world.fresh_clone()  # made before the merge, never pulled by hand
+    merge_as_a_person(world, github, pr.number)
+    world.aws.set_clock(advance(DUE, hours=1))
+    code = main(["reconcile", "--repo", str(runner), "--now", advance(DUE, hours=1).isoformat()])
+    assert code == 0
+    assert len(world.iam_keys("deploy-bot")) == 2 and old in world.iam_keys("deploy-bot")
+
+
+def test_without_fetching_a_stale_checkout_does_not_see_the_merge(
+    world: World, github: GitHubStandIn
+) -> None:
+    world.seed_user("deploy-bot", at=T0)
+    reconcile(world, DUE)
+    (pr,) = open_pulls()
+    runner = world.fresh_clone()
+    merge_as_a_person(world, github, pr.number)
+    world.aws.set_clock(advance(DUE, hours=1))
+    argv = [
+        "apply",
+        "--repo",
+        str(runner),
+        "--no-fetch",
+        "--now",
+        advance(DUE, hours=1).isoformat(),
+    ]
+    main(argv)
+    assert len(world.iam_keys("deploy-bot")) == 1

@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from controller.gitops.repo import StatusRepo
+from controller.plan import ActionKind
 from controller.sandbox.config import DEFAULT_START as T0
+from controller.service import execute, prepare
 from tests.support.checks import public_dir
 from tests.support.world import MANIFEST, PARAMETER, SECRET_ID, World, advance
 
@@ -132,24 +135,36 @@ def test_the_crash_points_tested_are_every_point_a_rotation_passes(world: World)
     assert seen == CREATE_POINTS + DEACTIVATE_POINTS + DELETE_POINTS
 
 
-def test_a_rejected_intent_push_stops_the_run_before_any_aws_change(world: World) -> None:
+def test_a_run_that_loses_the_intent_race_creates_nothing_and_its_clone_recovers(
+    world: World,
+) -> None:
     slow = world.fresh_clone()
-    other = world.fresh_clone()
-    (other / "notes.txt").write_text("a person pushed first\n")
-    import git
-
-    with git.Repo(other) as repo:
-        repo.index.add(["notes.txt"])
-        repo.index.commit("unrelated change")
-        repo.git.push("origin", "main")
     world.aws.set_clock(CREATE_AT)
-    world.aws.clear_requests()
-    from controller.errors import PushRejected
-
-    with pytest.raises(PushRejected):
-        world.apply(slow, CREATE_AT)
-    assert world.mutating_calls() == []
+    ctx = world.context(CREATE_AT)
+    with StatusRepo.open(slow) as repo:
+        prepared = prepare(ctx, repo)  # planned before the other run published its intent
+        assert [a.kind for a in prepared.plan.actions] == [ActionKind.CREATE_KEY]
+        run(world, CREATE_AT, crash_at="before:create_access_key")  # the other run's intent
+        world.aws.clear_requests()
+        result = execute(ctx, repo, prepared)
+    assert world.mutating_calls() == [], "nothing touched AWS"
     assert len(world.iam_keys()) == 1
+    (error,) = result.errors
+    assert "another run changed status/ci-deployers/" in error and "nothing was changed" in error
+    # The same checkout, a run later, carries on without a person's help.
+    later = advance(CREATE_AT, minutes=10)
+    _, again = world.apply(slow, later)
+    assert not again.failed and not again.errors
+    assert len(world.iam_keys()) == 2
+
+
+def test_a_fresh_intent_of_another_run_is_waited_for_not_raced(world: World) -> None:
+    run(world, CREATE_AT, crash_at="before:create_access_key")
+    world.aws.clear_requests()
+    plan, result = world.apply(world.fresh_clone(), advance(CREATE_AT, minutes=1))
+    assert plan.actions == () and not result.failed
+    assert world.mutating_calls() == []
+    assert any("another run" in f.message for f in plan.findings)
 
 
 ROLLBACK_POINTS = [

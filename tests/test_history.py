@@ -23,7 +23,12 @@ from tests.support.gitremote import GitRemote
 
 
 def record(
-    root: Path, policy: str | None, steps: list[str], *, body: list[str] | None = None
+    root: Path,
+    policy: str | None,
+    steps: list[str],
+    *,
+    body: list[str] | None = None,
+    when: datetime | None = None,
 ) -> str:
     """Commit one status change carrying `Keyrotor-Policy` (if given) and `Keyrotor-Step`s."""
     trailers = [("Keyrotor-Policy", policy)] if policy else []
@@ -35,6 +40,7 @@ def record(
             f"{policy}: {len(steps)} steps",
             body or [],
             trailers,
+            when=when,
         )
     assert sha is not None
     return sha
@@ -60,8 +66,8 @@ def test_entries_are_newest_first_one_per_step(root: Path) -> None:
 def test_entry_carries_author_subject_and_committer_time(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("GIT_COMMITTER_DATE", "2026-05-01T12:34:56+02:00")
-    record(root, "payments", ["alice create AKIA1"])
+    at = datetime(2026, 5, 1, 12, 34, 56, tzinfo=timezone(timedelta(hours=2)))
+    record(root, "payments", ["alice create AKIA1"], when=at)
     (entry,) = read_history(root)
     assert entry.author == "Test User <test@example.com>"
     assert entry.subject == "payments: 1 steps"
@@ -202,6 +208,9 @@ def test_text_without_entries_says_so() -> None:
     assert format_history_text([]) == "No rotation history."
 
 
+SECOND = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+
+
 def test_an_approval_merge_sorts_between_its_proposal_and_later_steps_in_one_second(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -209,11 +218,11 @@ def test_an_approval_merge_sorts_between_its_proposal_and_later_steps_in_one_sec
     monkeypatch.setenv("GIT_AUTHOR_DATE", "2026-05-01T10:00:00Z")
     with git.Repo(root) as repo:
         repo.git.checkout("-b", "keyrotor/payments")
-        record(root, "payments", ["alice propose AKIA0"])
+        record(root, "payments", ["alice propose AKIA0"], when=SECOND)
         repo.git.checkout("main")
         repo.git.merge("--no-ff", "keyrotor/payments", "-m", "Merge pull request #1")
     for n in range(1, 4):
-        record(root, "payments", [f"alice step{n} AKIA{n}"])
+        record(root, "payments", [f"alice step{n} AKIA{n}"], when=SECOND)
     assert [e.action for e in read_history(root)] == [
         "step3", "step2", "step1", "approve", "propose"
     ]  # fmt: skip

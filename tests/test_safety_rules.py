@@ -12,11 +12,11 @@ import json
 import pytest
 
 from controller.cli import main
-from controller.executor import VERIFY_DELAYS, Executor
+from controller.executor import VERIFY_DELAYS
 from controller.gitops.repo import StatusRepo
 from controller.planner import ActionKind
 from controller.sandbox.config import DEFAULT_START as T0
-from controller.service import open_workspace, plan_once, target_services
+from controller.service import execute, prepare
 from tests.support.world import PARAMETER, USER, World, advance
 
 DAY80 = advance(T0, days=80)
@@ -57,10 +57,11 @@ def test_a_key_made_by_a_person_after_planning_stops_the_create_before_a_third_k
     world.aws.set_clock(DAY80)
     with StatusRepo.open(world.clone) as repo:
         ctx = world.context(DAY80)
-        plan = plan_once(ctx, open_workspace(repo.root))
+        prepared = prepare(ctx, repo)
+        plan = prepared.plan
         assert [a.kind for a in plan.actions] == [ActionKind.CREATE_KEY]
         world.aws.client("iam").create_access_key(UserName=USER)  # a person, meanwhile
-        result = Executor(ctx, repo, target_services(ctx)).apply(plan)
+        result = execute(ctx, repo, prepared)
     assert [r.error for r in result.failed] == [
         f"{USER} already has two access keys ({', '.join(sorted(world.iam_keys()))}); "
         "a third cannot exist"
@@ -101,10 +102,11 @@ def test_a_stale_plan_never_deactivates_a_key_a_target_still_holds(world: World)
     world.aws.set_clock(now)
     with StatusRepo.open(world.clone) as repo:
         ctx = world.context(now)
-        plan = plan_once(ctx, open_workspace(repo.root))
+        prepared = prepare(ctx, repo)
+        plan = prepared.plan
         assert [a.kind for a in plan.actions] == [ActionKind.DEACTIVATE_KEY]
         overwrite_parameter_with(world, {"AccessKeyId": old, "SecretAccessKey": world.secrets[0]})
-        result = Executor(ctx, repo, target_services(ctx)).apply(plan)
+        result = execute(ctx, repo, prepared)
     assert len(result.failed) == 1
     assert "refusing to deactivate" in result.failed[0].error
     assert world.iam_keys()[old] == "Active"
@@ -117,10 +119,11 @@ def test_a_stale_plan_never_deletes_a_key_a_target_holds(world: World) -> None:
     world.aws.set_clock(now)
     with StatusRepo.open(world.clone) as repo:
         ctx = world.context(now)
-        plan = plan_once(ctx, open_workspace(repo.root))
+        prepared = prepare(ctx, repo)
+        plan = prepared.plan
         assert [a.kind for a in plan.actions] == [ActionKind.DELETE_KEY]
         overwrite_parameter_with(world, {"AccessKeyId": old, "SecretAccessKey": world.secrets[0]})
-        result = Executor(ctx, repo, target_services(ctx)).apply(plan)
+        result = execute(ctx, repo, prepared)
     assert "refusing to delete" in result.failed[0].error
     assert old in world.iam_keys()
 
@@ -131,9 +134,9 @@ def test_the_only_active_key_is_never_deactivated(world: World) -> None:
     world.aws.set_clock(now)
     with StatusRepo.open(world.clone) as repo:
         ctx = world.context(now)
-        plan = plan_once(ctx, open_workspace(repo.root))
+        prepared = prepare(ctx, repo)
         world.aws.client("iam").update_access_key(UserName=USER, AccessKeyId=new, Status="Inactive")
-        result = Executor(ctx, repo, target_services(ctx)).apply(plan)
+        result = execute(ctx, repo, prepared)
     assert "would leave no working key" in result.failed[0].error
     assert world.iam_keys()[old] == "Active"
 
@@ -193,8 +196,8 @@ def test_a_new_key_that_never_authenticates_is_deleted_and_the_user_held_until_r
     world.aws.set_clock(DAY80)
     with StatusRepo.open(world.clone) as repo:
         ctx = world.context(DAY80, hook=never_authenticates)
-        plan = plan_once(ctx, open_workspace(repo.root))
-        result = Executor(ctx, repo, target_services(ctx), sleep=slept.append).apply(plan)
+        prepared = prepare(ctx, repo)
+        result = execute(ctx, repo, prepared, sleep=slept.append)
     assert "did not authenticate" in result.failed[0].error
     assert slept == list(VERIFY_DELAYS), "retried with backoff, without real sleeping"
     assert world.iam_keys() == {old: "Active"} and world.held_key_ids() == set()

@@ -16,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         sys.stdout.write(plan_text(plan_once(ctx, open_workspace(args.repo, args.policy))))
         return 0
-    plan, result = apply_once(ctx, Path(args.repo), args.policy)
+    plan, result = apply_once(ctx, Path(args.repo), args.policy, fetch=not args.no_fetch)
     done = sum(1 for r in result.results if r.ok)
     print(
         f"Apply complete: {done} done, {len(result.failed)} failed; "
@@ -24,4 +24,6 @@ def run(args: argparse.Namespace) -> int:
     )
     for finding in plan.findings:
         print(f"  {finding.kind}: {finding.policy}/{finding.user}: {finding.message}")
-    return 1 if result.failed else 0
+    for error in result.errors:
+        print(f"keyrotor: {error}", file=sys.stderr)
+    return 1 if result.failed or result.errors else 0

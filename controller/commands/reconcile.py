@@ -10,6 +10,7 @@ GITHUB_TOKEN and GITHUB_REPOSITORY it does the AWS and git part only and says so
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from controller.commands import run_context
@@ -19,7 +20,7 @@ from controller.service import ReconcileResult, reconcile_once
 
 def run(args: argparse.Namespace) -> int:
     ctx = run_context(args)
-    result = reconcile_once(ctx, Path(args.repo), args.policy)
+    result = reconcile_once(ctx, Path(args.repo), args.policy, fetch=not args.no_fetch)
     if not result.github:
         print("GITHUB_TOKEN or GITHUB_REPOSITORY is not set: no pull requests or issues.")
     summary = render_summary(result)
@@ -31,7 +32,9 @@ def run(args: argparse.Namespace) -> int:
     _append(ctx.ci.step_summary, summary)
     flag = "true" if changed or result.issues else "false"
     _append(ctx.ci.output, f"changes_present={flag}\n")
-    return 1 if applied.failed else 0
+    for error in applied.errors:
+        print(f"keyrotor: {error}", file=sys.stderr)
+    return 1 if applied.failed or applied.errors else 0
 
 
 def render_summary(result: ReconcileResult) -> str:

@@ -13,8 +13,8 @@ from typing import Any
 
 from controller.commands import now_of
 from controller.durations import format_duration
-from controller.service import all_statuses
-from controller.status import PolicyStatus, UserStatus
+from controller.status import UserStatus
+from controller.statusfiles import StatusTree, UserRecord
 from controller.timefmt import to_iso
 
 
@@ -22,13 +22,8 @@ def _age(created: datetime | None, now: datetime) -> str:
     return format_duration(now - created) if created else "-"
 
 
-def _rows(statuses: list[PolicyStatus], policies: list[str]) -> list[tuple[str, str, UserStatus]]:
-    return [
-        (ps.policy, user, st)
-        for ps in statuses
-        if not policies or ps.policy in policies
-        for user, st in sorted(ps.users.items())
-    ]
+def _rows(tree: StatusTree, policies: list[str]) -> list[UserRecord]:
+    return [r for r in tree.records() if not policies or r.policy in policies]
 
 
 def _overdue(st: UserStatus, now: datetime) -> bool:
@@ -37,12 +32,14 @@ def _overdue(st: UserStatus, now: datetime) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     now = now_of(args)
-    rows = _rows(all_statuses(Path(args.repo)), args.policy)
+    records = _rows(StatusTree.from_directory(Path(args.repo)), args.policy)
+    rows = [(r.policy, r.user, r.status) for r in records]
     if args.format == "json":
         users: list[dict[str, Any]] = [
             {
-                "policy": policy,
-                "user": user,
+                "policy": r.policy,
+                "account": r.account or None,
+                "user": r.user,
                 "phase": str(st.phase),
                 "oldKey": st.old_key,
                 "newKey": st.new_key,
@@ -61,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
                     for c in st.checks
                 ],
             }
-            for policy, user, st in rows
+            for r in records
+            for st in (r.status,)
         ]
         print(json.dumps({"users": users}, indent=2))
         return 0

@@ -45,7 +45,6 @@ from controller.demo.world import (
     check_keep,
     demo_environment,
     git,
-    git_date,
 )
 from controller.demo.world import make_repos as _make_repos
 from controller.demo.world import seed_users as _seed_users
@@ -58,7 +57,7 @@ from controller.policy import OldKeyIdleCheck, Policy, SecretsManagerTarget, Ssm
 from controller.reasons import Reason
 from controller.render import user_lines
 from controller.sandbox import Sandbox
-from controller.service import all_statuses, apply_once, open_workspace, plan_once
+from controller.service import apply_once, open_workspace, plan_once
 from controller.status import Phase, UserStatus
 from controller.timefmt import to_iso
 
@@ -294,8 +293,6 @@ class _Simulation:
             f"  |  application: {self.app.calls} calls, {self.app.failed} failed"
         )
         self.aws.set_clock(now)
-        # Status commits carry the simulated time, so `keyrotor history` reads like a real one.
-        self.env.set({"GIT_AUTHOR_DATE": git_date(now), "GIT_COMMITTER_DATE": git_date(now)})
 
         def hook(point: str) -> None:
             if point == "before:create_access_key":
@@ -315,9 +312,8 @@ class _Simulation:
         self._observe(now, plan, result)
 
     def _observe(self, now: datetime, plan: Plan, result: ApplyResult) -> None:
-        statuses = {ps.policy: ps for ps in all_statuses(self.repos.work)}
         for pp in plan.policies:
-            recorded = statuses.get(pp.policy.name)
+            recorded = result.statuses.get(pp.policy.name)
             for up in pp.users:
                 st = recorded.users.get(up.user) if recorded else None
                 if st is None:

@@ -58,10 +58,6 @@ _KEPT: Final = frozenset(
         "GIT_AUTHOR_EMAIL",
         "GIT_COMMITTER_NAME",
         "GIT_COMMITTER_EMAIL",
-        # Dates, for callers that have not moved to `publish(when=...)` yet (the demo); a
-        # commit made with `when` ignores them.
-        "GIT_AUTHOR_DATE",
-        "GIT_COMMITTER_DATE",
     }
 )
 """Variables every git command keeps (all of them configuration or identity, none a secret)."""

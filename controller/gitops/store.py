@@ -790,10 +790,13 @@ class GitStore:
         *,
         when: datetime,
         intent: bool = False,
+        push: bool = True,
     ) -> str | None:
         """Commit `updates` on the latest upstream and push it (see the module docstring).
 
-        Returns the commit's sha, or None when nothing needed committing.
+        Returns the commit's sha, or None when nothing needed committing. With `push=False`
+        (`--no-push`) the commit is made on the local branch only, like one whose push failed:
+        the next run's `sync` publishes it.
         """
         message = build_message(subject, body, trailers)
         paths = [check_rel(u.path) for u in updates]
@@ -802,7 +805,7 @@ class GitStore:
         records = intent or any(key in RECORDING_TRAILERS for key, _ in trailers)
         env = self._commit_env(when)
         up = self._upstream_of(self._branch())
-        if up is None:
+        if up is None or not push:
             return self._commit_locally(updates, message, env, records, intent=intent)
         what = "intent" if intent else "status commit"
         for attempt in range(1, self._attempts + 1):

@@ -153,8 +153,10 @@ class World:
         sts = self.aws.client("sts", creds["AccessKeyId"], creds["SecretAccessKey"])
         return str(sts.get_caller_identity()["Arn"])
 
-    def status_doc(self, repo: Path | None = None) -> str:
-        return ((repo or self.clone) / "status" / f"{POLICY}.yaml").read_text()
+    def status_doc(self, repo: Path | None = None, user: str = USER) -> str:
+        """The status file of `user` (one per user: status/<policy>/<account>/<user>.yaml)."""
+        (path,) = ((repo or self.clone) / "status" / POLICY).glob(f"*/{user}.yaml")
+        return path.read_text()
 
     def mutating_calls(self) -> list[str]:
         return [
