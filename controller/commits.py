@@ -7,7 +7,8 @@ The trailers are an API (documented in the README): tools may search history wit
 - `Keyrotor-User: <user>`: each user whose keys a commit changed.
 - `Keyrotor-Key: <key id>`: each key a commit's steps concern.
 - `Keyrotor-Step: <user> <action> <key id>`: one per step carried out (`create-key`,
-  `deactivate-key`, `delete-key`, `reactivate-key`, `store-key`, `delete-orphan-key`), plus
+  `deactivate-key`, `delete-key`, `reactivate-key`, `store-key`, `delete-orphan-key`,
+  `adopt-key`), plus
   `resume` (a person's `keyrotor resume`) and `propose` (an approval pull request's commit).
 - `Keyrotor-Intent: <user> create-key replaces <key id>`: recorded before CreateAccessKey.
 - `Keyrotor-Approved-By: <login> (#<pull request>)`: the verified approver of a step.
@@ -72,6 +73,8 @@ def _phrase(action: Action) -> str:
         ActionKind.DEACTIVATE_KEY: f"deactivate old key of {action.user}",
         ActionKind.DELETE_KEY: f"delete old key of {action.user}",
         ActionKind.REACTIVATE_KEY: f"roll back {action.user}",
+        ActionKind.ADOPT_KEY: f"record keys of {action.user} in IAM",
+        ActionKind.RECORD_TARGETS: f"record the targets of {action.user}",
     }[action.kind]
 
 

@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import boto3
 
-from controller import commits, lifecycle
+from controller import commits, lifecycle, ownership
 from controller.approvals import approvals_path
 from controller.approvals import dump as dump_approvals
 from controller.aws import AWS_ERRORS, CLIENT_CONFIG, describe_error, error_code
@@ -29,11 +29,13 @@ from controller.errors import GitError, KeyrotorError
 from controller.gitops.repo import StatusRepo
 from controller.gitops.store import FileUpdate, IntentConflict
 from controller.plan import Action, ActionKind, Outcome, Plan, PolicyPlan
+from controller.planner import CLOCK_SKEW
 from controller.policy import Policy
+from controller.reasons import Reason
 from controller.secret import AccessKeySecret
 from controller.status import PolicyStatus, UserStatus
 from controller.statusfiles import PolicyRecords, dump_user, load_user, user_path
-from controller.targets import BoundTarget, TargetServices, bind_all, find_secret
+from controller.targets import BoundTarget, ReadableTarget, TargetServices, bind_all, find_secret
 
 # A new key can take a few seconds to authenticate everywhere (IAM is eventually consistent).
 VERIFY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
@@ -281,10 +283,12 @@ class Executor:
             return Outcome(), describe_error(exc), False
 
     def _execute(self, policy: Policy, action: Action) -> Outcome:
-        iam = self.sessions.client(policy.account, "iam")
+        iam = self.sessions.iam(policy.account)
         account_id = self.sessions.account_id(policy.account)
         targets = bind_all(policy, action.user, account_id, self.services)
         handler = {
+            ActionKind.ADOPT_KEY: self._adopt,
+            ActionKind.RECORD_TARGETS: self._record_targets,
             ActionKind.CREATE_KEY: self._create,
             ActionKind.STORE_KEY: self._store,
             ActionKind.DELETE_ORPHAN: self._delete_orphan,
@@ -304,10 +308,94 @@ class Executor:
         metas = iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
         return {m["AccessKeyId"]: m for m in metas}
 
+    # -- ownership: IAM's tags, read live before every step and written only here --
+    def _ownership(self, iam: Any, user: str) -> ownership.Ownership:
+        tags: dict[str, str] = {}
+        for page in iam.get_paginator("list_user_tags").paginate(UserName=user):
+            tags.update({t["Key"]: t["Value"] for t in page["Tags"]})
+        return ownership.parse(tags)
+
+    def _owned(
+        self, own: ownership.Ownership, keys: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, datetime]:
+        return {k: m["CreateDate"] for k, m in keys.items() if own.owns(k, m["CreateDate"])}
+
+    def _record_keys(
+        self, policy: Policy, iam: Any, user: str, owned: Mapping[str, datetime]
+    ) -> None:
+        tags = {ownership.KEYS_TAG: ownership.keys_value(owned), ownership.POLICY_TAG: policy.name}
+        self._call(
+            "tag_user keys",
+            iam.tag_user,
+            UserName=user,
+            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+        )
+
+    def _clear_intent(self, iam: Any, user: str) -> None:
+        self._call(
+            "untag_user intent", iam.untag_user, UserName=user, TagKeys=[ownership.INTENT_TAG]
+        )
+
+    def _require_owned(
+        self, own: ownership.Ownership, keys: Mapping[str, Mapping[str, Any]], key: str, user: str
+    ) -> None:
+        meta = keys.get(key)
+        if meta is None or not own.owns(key, meta["CreateDate"]):
+            raise PreconditionFailed(
+                f"key {key} of {user} is not recorded as keyrotor's in IAM (the keyrotor.dev/keys "
+                "tag); keyrotor never deactivates or deletes a key it does not own"
+            )
+
     def _write(self, target: BoundTarget, secret: AccessKeySecret) -> None:
         self._hook(f"before:write {target.description}")
         target.write(secret)
         self._hook(f"after:write {target.description}")
+
+    def _adopt(
+        self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
+    ) -> Outcome:
+        keys = self._keys(iam, action.user)
+        own = self._ownership(iam, action.user)
+        wanted = action.facts.get("keys")
+        ids = list(wanted) if isinstance(wanted, tuple) else []
+        missing = [k for k in ids if k not in keys]
+        if missing:
+            raise PreconditionFailed(f"key {missing[0]} of {action.user} no longer exists")
+        if own.policy is not None and own.policy != policy.name:
+            raise PreconditionFailed(
+                f"{action.user} is managed by policy {own.policy} (the keyrotor.dev/policy tag); "
+                f"policy {policy.name} leaves it alone"
+            )
+        orphan = action.reason == Reason.ORPHAN_RECORDED
+        if orphan:
+            for key in ids:
+                if not own.intended(keys[key]["CreateDate"], CLOCK_SKEW):
+                    raise PreconditionFailed(
+                        f"key {key} of {action.user} was not created after keyrotor's intent"
+                    )
+                if self._holders(targets, key) != [t for t in targets if t.readable]:
+                    raise PreconditionFailed(f"not every target holds key {key}")
+        elif own.keys:
+            raise PreconditionFailed(f"{action.user} is already recorded in IAM; nothing to adopt")
+        owned = {**self._owned(own, keys), **{k: keys[k]["CreateDate"] for k in ids}}
+        self._record_keys(policy, iam, action.user, owned)
+        if orphan:
+            self._clear_intent(iam, action.user)
+        return Outcome(action.key)
+
+    def _record_targets(
+        self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
+    ) -> Outcome:
+        keys = self._keys(iam, action.user)
+        for target in targets:
+            if not target.readable:
+                continue
+            held = _held(target)
+            if held in keys:
+                self._hook(f"before:record {target.description}")
+                cast("ReadableTarget", target).record(held)
+                self._hook(f"after:record {target.description}")
+        return Outcome()
 
     def _create(
         self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
@@ -324,6 +412,18 @@ class Executor:
                 f"key {action.replaces} of {action.user} is no longer "
                 "the active key the plan was made for"
             )
+        own = self._ownership(iam, action.user)
+        self._require_owned(own, keys, action.replaces or "", action.user)
+        # The intent, in IAM where only keyrotor writes: a key created after it that no
+        # target holds is this run's orphan, whatever a status file says.
+        intent = ownership.intent_value(self.run, self.now)
+        self._call(
+            "tag_user intent",
+            iam.tag_user,
+            UserName=action.user,
+            Tags=[{"Key": ownership.INTENT_TAG, "Value": intent}],
+        )
+        # Never resent by the client: a lost answer is the crash case (the intent covers it).
         created = self._call("create_access_key", iam.create_access_key, UserName=action.user)[
             "AccessKey"
         ]
@@ -332,6 +432,9 @@ class Executor:
         self_used_at = self._verify(policy, iam, action.user, secret)
         for target in targets:
             self._write(target, secret)
+        owned = {**self._owned(own, keys), secret.access_key_id: created["CreateDate"]}
+        self._record_keys(policy, iam, action.user, owned)
+        self._clear_intent(iam, action.user)
         return Outcome(secret.access_key_id, created["CreateDate"], self_used_at)
 
     def _verify(self, policy: Policy, iam: Any, user: str, secret: AccessKeySecret) -> datetime:
@@ -396,6 +499,13 @@ class Executor:
         keys = self._keys(iam, action.user)
         if action.key not in keys:
             raise PreconditionFailed(f"key {action.key} of {action.user} no longer exists")
+        own = self._ownership(iam, action.user)
+        created = keys[action.key]["CreateDate"]
+        if not own.owns(action.key, created) and not own.intended(created, CLOCK_SKEW):
+            raise PreconditionFailed(
+                f"key {action.key} of {action.user} is neither keyrotor's nor created after its "
+                "intent: keyrotor will not hand it to the targets"
+            )
         secret = self._find_secret(targets, action.key)
         if secret is None:
             raise PreconditionFailed(
@@ -407,15 +517,23 @@ class Executor:
         for target in targets:
             if target not in holders:
                 self._write(target, secret)
-        return Outcome(action.key, keys[action.key]["CreateDate"], None)
+        if not own.owns(action.key, created):
+            self._record_keys(
+                policy, iam, action.user, {**self._owned(own, keys), action.key: created}
+            )
+        if own.intent is not None:
+            self._clear_intent(iam, action.user)
+        return Outcome(action.key, created, None)
 
     def _reactivate(
         self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
     ) -> Outcome:
         """Roll back: the old key works again at once, then the targets get it back if they can."""
         assert action.key is not None
-        if action.key not in self._keys(iam, action.user):
+        keys = self._keys(iam, action.user)
+        if action.key not in keys:
             raise PreconditionFailed(f"old key {action.key} no longer exists; nothing to restore")
+        self._require_owned(self._ownership(iam, action.user), keys, action.key, action.user)
         self._call(
             "update_access_key",
             iam.update_access_key,
@@ -438,6 +556,19 @@ class Executor:
         self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
     ) -> Outcome:
         assert action.key is not None
+        keys = self._keys(iam, action.user)
+        meta = keys.get(action.key)
+        if meta is None:
+            return Outcome(action.key)  # already gone: the goal is reached
+        own = self._ownership(iam, action.user)
+        if own.owns(action.key, meta["CreateDate"]) or not own.intended(
+            meta["CreateDate"], CLOCK_SKEW
+        ):
+            raise PreconditionFailed(
+                f"key {action.key} of {action.user} was not created by an interrupted keyrotor "
+                "run (IAM records no intent of keyrotor's before it): keyrotor leaves it alone"
+            )
+        self._require_another_active(keys, action.key, action.user)
         return self._delete_unheld(iam, targets, action, "it is not an orphan")
 
     def _deactivate(
@@ -445,10 +576,16 @@ class Executor:
     ) -> Outcome:
         assert action.key is not None
         keys = self._keys(iam, action.user)
-        others = [k for k, m in keys.items() if k != action.key and m["Status"] == "Active"]
+        own = self._ownership(iam, action.user)
+        self._require_owned(own, keys, action.key, action.user)
+        others = [
+            k
+            for k, m in keys.items()
+            if k != action.key and m["Status"] == "Active" and own.owns(k, m["CreateDate"])
+        ]
         if not others:
             raise PreconditionFailed(
-                f"{action.key} is the only active key of {action.user}; "
+                f"{action.key} is the only active key of {action.user} that keyrotor manages; "
                 "deactivating it would leave no working key"
             )
         for target in targets:
@@ -478,7 +615,20 @@ class Executor:
             raise PreconditionFailed(
                 f"key {action.key} is active again; keyrotor deletes only a key it deactivated"
             )
-        return self._delete_unheld(iam, targets, action, "refusing to delete it")
+        own = self._ownership(iam, action.user)
+        self._require_owned(own, keys, action.key, action.user)
+        self._require_another_active(keys, action.key, action.user)
+        outcome = self._delete_unheld(iam, targets, action, "refusing to delete it")
+        remaining = {k: c for k, c in self._owned(own, keys).items() if k != action.key}
+        self._record_keys(policy, iam, action.user, remaining)
+        return outcome
+
+    @staticmethod
+    def _require_another_active(keys: Mapping[str, Mapping[str, Any]], key: str, user: str) -> None:
+        if not any(k != key and m["Status"] == "Active" for k, m in keys.items()):
+            raise PreconditionFailed(
+                f"{key} would leave {user} with no active key; keyrotor never does that"
+            )
 
     def _delete_unheld(
         self, iam: Any, targets: list[BoundTarget], action: Action, refusal: str

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Literal, Protocol
 
 from controller.policy import Policy
@@ -28,19 +29,52 @@ class ObservedKey:
         return self.status == "Active"
 
 
+class Holding(StrEnum):
+    """What a target holds, as far as this run could tell."""
+
+    KEY = "key"  # one of the user's keys, `key_id`
+    NOTHING = "nothing"  # the target does not exist yet, or holds no key
+    OTHER = "other"  # a value that is not one of the user's keys
+    UNRECORDED = "unrecorded"  # plan: written before keyrotor recorded what it writes there
+    MOVED = "moved"  # plan: a newer version than the one keyrotor wrote is current
+    WRITE_ONLY = "write-only"  # GitHub secrets: known only from keyrotor's own record
+    ERROR = "error"  # could not be read this run (`error` says why)
+
+
 @dataclass(frozen=True)
 class TargetReading:
     """Which key one target holds.
 
-    `key_id` None with `readable` True means the target is empty. Write-only targets (GitHub
-    secrets) have `readable` False: what they hold is known only from keyrotor's own record.
-    `error` is set when the target could not be read this run.
+    `plan` learns it from metadata keyrotor recorded when it wrote the target (a tag naming the
+    key id and the version written), never from the secret value; `apply` reads the value where
+    the metadata is missing or out of date, and `recorded` is then False (the next write records
+    it). `key_id` is only ever one of the user's own keys as IAM lists them: anything else a
+    target holds is `OTHER`, so output never repeats what a target happens to contain.
     """
 
     target: str
     key_id: str | None = None
     readable: bool = True
     error: str | None = None
+    holding: Holding | None = None
+    recorded: bool = True
+    # The target was written since keyrotor wrote it (its version moved): reported as drift.
+    moved: bool = False
+
+    def __post_init__(self) -> None:
+        if self.holding is None:
+            if self.error is not None:
+                holding = Holding.ERROR
+            elif not self.readable:
+                holding = Holding.WRITE_ONLY
+            else:
+                holding = Holding.KEY if self.key_id else Holding.NOTHING
+            object.__setattr__(self, "holding", holding)
+
+    @property
+    def known(self) -> bool:
+        """Whether this run knows what a readable target holds."""
+        return self.holding not in (Holding.UNRECORDED, Holding.MOVED, Holding.ERROR)
 
 
 @dataclass(frozen=True)

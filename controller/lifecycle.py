@@ -32,7 +32,6 @@ from controller.status import Phase, RecordedCheck, UserStatus
 class Trigger(StrEnum):
     """What moves a user without one of keyrotor's actions."""
 
-    FIRST_SIGHT = "first-sight"
     ROTATION_AGE = "rotation-age"
     NEEDS_APPROVAL = "needs-approval"
     APPROVED = "approved"
@@ -51,7 +50,13 @@ class Transition:
 
 
 LIFECYCLE: tuple[Transition, ...] = (
-    Transition(None, Trigger.FIRST_SIGHT, Phase.CURRENT, "adopt the user's one key"),
+    Transition(None, ActionKind.ADOPT_KEY, Phase.CURRENT, "adopt-key, the user's one key"),
+    Transition(
+        Phase.AWAITING_USE,
+        ActionKind.RECORD_TARGETS,
+        Phase.AWAITING_USE,
+        "record-targets written before keyrotor tagged them",
+    ),
     Transition(
         Phase.CURRENT, Trigger.ROTATION_AGE, Phase.DUE, "key age >= maxKeyAge - rotateBefore"
     ),
@@ -114,6 +119,8 @@ _AFTER_ACTION: dict[ActionKind, Phase | None] = {
     ActionKind.CREATE_KEY: Phase.AWAITING_USE,
     ActionKind.STORE_KEY: Phase.AWAITING_USE,
     ActionKind.DELETE_ORPHAN: None,
+    ActionKind.ADOPT_KEY: None,
+    ActionKind.RECORD_TARGETS: None,
     ActionKind.DEACTIVATE_KEY: Phase.DEACTIVATED,
     ActionKind.DELETE_KEY: Phase.CURRENT,
     ActionKind.REACTIVATE_KEY: Phase.ROLLED_BACK,
@@ -355,8 +362,9 @@ def on_success(
             if isinstance(check, NewKeyUsedCheck)
         ]
         return awaiting_use(record_checks(stored, unused, now), outcome.key_id, now, policy)
-    if kind == ActionKind.DELETE_ORPHAN:
-        # The intent stays: a create-key follows in this run and must be recognisable after a crash.
+    if kind in (ActionKind.DELETE_ORPHAN, ActionKind.ADOPT_KEY, ActionKind.RECORD_TARGETS):
+        # Bookkeeping in IAM: the phase the planner derived stands. After deleting an orphan
+        # the intent stays: a create-key follows in this run and must be recognisable.
         return status
     if kind == ActionKind.DEACTIVATE_KEY:
         assert action.key is not None

@@ -262,6 +262,33 @@ _RENDER: dict[Reason, Callable[[_F], str]] = {
     Reason.TARGET_OVERWRITTEN: _target_overwritten,
     Reason.CANNOT_OBSERVE: lambda f: f"cannot observe policy {f.s('policy')}: {f.s('error')}",
     Reason.DESELECTED: _deselected,
+    Reason.ADOPTED: lambda f: (
+        f"record in IAM that keyrotor manages {f.joined('keys')} of {f.s('user')} "
+        "(the keyrotor.dev/keys tag)"
+    ),
+    Reason.TARGETS_NOT_RECORDED: lambda f: (
+        f"{f.joined('targets')}: written before keyrotor recorded which key it writes: record "
+        "the key id and version it holds (tags), so plan can tell without reading the secret"
+    ),
+    Reason.TARGET_MOVED: lambda f: (
+        f"{f.s('target')} was written since keyrotor wrote it (its current version is not the "
+        "one keyrotor recorded)"
+    ),
+    Reason.TARGET_UNRECORDED: lambda f: (
+        f"{f.s('target')} is not yet recorded (written before keyrotor tagged what it writes): "
+        "plan cannot tell which key it holds without reading the secret; the next apply "
+        "records it"
+    ),
+    Reason.STATUS_CONTRADICTS_AWS: lambda f: (
+        f"status names key {f.s('key')} of {f.s('user')} as keyrotor's, but IAM's tags do not: "
+        "keyrotor changes nothing on the strength of a status file. Restore status/ from git "
+        "history, or delete the user's status file to have its keys looked at afresh"
+    ),
+    Reason.UNVERIFIED_MIGRATION: lambda f: (
+        f"a status file of an earlier keyrotor says a rotation of {f.s('user')} is in progress "
+        f"({f.joined('keys')}), but the targets do not bear it out: keyrotor adopts neither key. "
+        "Finish or undo the rotation by hand, then keyrotor adopts the user's one key"
+    ),
     Reason.ORPHAN_RECORDED: lambda f: (
         f"key {f.s('key')}, created by an interrupted run and stored in every target, is "
         "recorded now"
@@ -311,7 +338,10 @@ def unreadable_target(target: str, error: str) -> str:
     return f"cannot read {target}: {error}"
 
 
-def target_holds(target: str, key_id: str | None) -> str:
+def target_holds(target: str, key_id: str | None, *, other: bool = False, user: str = "") -> str:
+    """What a target holds, naming only a key id IAM reported for the user."""
+    if other:
+        return f"{target} holds a value that is not {user}'s key"
     return f"{target} holds {key_id or 'nothing'}"
 
 

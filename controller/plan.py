@@ -26,6 +26,8 @@ class ActionKind(StrEnum):
     DEACTIVATE_KEY = "deactivate-key"
     DELETE_KEY = "delete-key"
     REACTIVATE_KEY = "reactivate-key"
+    ADOPT_KEY = "adopt-key"  # record in IAM (tags) which keys keyrotor manages
+    RECORD_TARGETS = "record-targets"  # tag targets written before keyrotor recorded them
 
 
 class FindingKind(StrEnum):

@@ -19,10 +19,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from controller import checks, lifecycle, messages, windows
+from controller import checks, lifecycle, messages, ownership, windows
 from controller.approvals import Approval, key_digest
 from controller.checks import CheckResult, CheckState
-from controller.inventory import ObservedKey, ObservedUser, PolicyObservation, TargetReading
+from controller.inventory import (
+    Holding,
+    ObservedKey,
+    ObservedUser,
+    PolicyObservation,
+    TargetReading,
+)
 from controller.lifecycle import on_success as record_success
 from controller.plan import (
     Action,
@@ -63,6 +69,8 @@ class Situation(StrEnum):
     """Where one user stands, as far as deciding the next step is concerned."""
 
     MISSING = "missing"  # the IAM user does not exist
+    STATUS_DRIFT = "status-drift"  # status names a key AWS does not show as keyrotor's
+    UNVERIFIED_MIGRATION = "unverified-migration"  # an old status file AWS cannot bear out
     HELD = "held"  # keyrotor undid its own step; a person must resume
     IN_FLIGHT = "in-flight"  # another run published its intent a moment ago
     REPAIR = "repair"  # an interrupted run's key reached some targets
@@ -75,6 +83,7 @@ class Situation(StrEnum):
     DUE = "due"
     NEW_KEY_INACTIVE = "new-key-inactive"
     TARGETS_UNREADABLE = "targets-unreadable"
+    TARGETS_UNKNOWN = "targets-unknown"  # plan: what a target holds is not recorded
     ROLLED_BACK = "rolled-back"
     ROLLBACK_UNFINISHED = "rollback-unfinished"
     TARGET_OVERWRITTEN = "target-overwritten"
@@ -115,6 +124,10 @@ class _User:
     unmanaged: tuple[ObservedKey, ...] = ()
     # A new key keyrotor recorded that IAM no longer has.
     lost_new_key: str | None = None
+    # What status claimed that AWS denies.
+    drift: Facts = field(default_factory=dict)
+    # Another run's fresh intent (from the IAM tag).
+    intent_at: datetime | None = None
 
     @property
     def targets(self) -> tuple[TargetReading, ...]:
@@ -233,7 +246,12 @@ def narrow(
     approval: Approval | None = None,
     external: checks.ExternalResults | None = None,
 ) -> _User:
-    """What is known about one user, and the situation that follows from it."""
+    """What is known about one user, and the situation that follows from it.
+
+    Which keys are keyrotor's comes from AWS: the IAM user's `keyrotor.dev/` tags and its key
+    list (`controller.ownership`). Status only says which owned key plays which part and when
+    things happened; where it contradicts AWS, the user is held for a person.
+    """
     base = _User(
         policy,
         name,
@@ -258,46 +276,89 @@ def narrow(
     ]
     if prior is not None and prior.hold:
         return replace(base, situation=Situation.HELD, status=prior, notes=tuple(notes))
+    notes += _target_notes(base, observed.targets)
     status = prior or UserStatus(phase=Phase.CURRENT)
     active = [k.created for k in observed.keys if k.active]
     # Until a managed key is known, the oldest active key decides when the user is overdue,
     # so `keyrotor status` flags a blocked user too.
-    status = replace(status, overdue_at=min(active) + policy.max_key_age if active else None)
-    keys = {k.id: k for k in observed.keys}
-    old, new = keys.get(status.old_key or ""), keys.get(status.new_key or "")
-    others = [k for k in observed.keys if k not in (old, new)]
+    status = replace(
+        status,
+        overdue_at=min(active) + policy.max_key_age if active else None,
+        intent_at=None,
+    )
     user = replace(base, status=status, notes=tuple(notes))
-
-    # 1. A key a crashed run created after recording its intent.
+    own = ownership.parse(observed.tags)
+    keys = {k.id: k for k in observed.keys}
     first: list[Action] = []
-    if status.intent_at is not None:
-        intent = status.intent_at
-        status = replace(status, intent_at=None)
-        ours = [k for k in others if k.created >= intent - CLOCK_SKEW]
-        if not ours and now - intent < INTENT_IN_FLIGHT:
-            return replace(user, situation=Situation.IN_FLIGHT, status=prior or status)
+    unrecorded = tuple(t.target for t in observed.targets if not t.recorded and t.key_id)
+    if unrecorded:
+        first.append(
+            user.action(
+                ActionKind.RECORD_TARGETS,
+                None,
+                Reason.TARGETS_NOT_RECORDED,
+                {"targets": unrecorded},
+            )
+        )
+
+    # 0. A user keyrotor has not recorded in IAM yet: adopt its one key, or migrate the keys a
+    #    status file of an earlier release names, where AWS bears them out.
+    if not own.recorded:
+        adopted = _adoptable(user, status, keys)
+        if isinstance(adopted, Situation):
+            return replace(user, situation=adopted, unmanaged=tuple(observed.keys))
+        if adopted:
+            first.append(
+                user.action(
+                    ActionKind.ADOPT_KEY,
+                    adopted[0].id,
+                    Reason.ADOPTED,
+                    {"keys": tuple(k.id for k in adopted), "user": name},
+                )
+            )
+            own = ownership.Ownership({k.id: k.created for k in adopted}, policy=policy.name)
+    owned = [k for k in observed.keys if own.owns(k.id, k.created)]
+    unowned = [k for k in observed.keys if not own.owns(k.id, k.created)]
+
+    # 1. What status claims and AWS denies is never acted on.
+    for claimed in (status.old_key, status.new_key):
+        if claimed and claimed in keys and claimed not in {k.id for k in owned}:
+            facts = {"user": name, "key": claimed}
+            return replace(user, situation=Situation.STATUS_DRIFT, drift=facts, first=tuple(first))
+    if status.old_key and status.old_key == status.new_key:
+        facts = {"user": name, "key": status.old_key}
+        return replace(user, situation=Situation.STATUS_DRIFT, drift=facts, first=tuple(first))
+
+    # 2. A key a crashed run created after the intent it recorded in IAM.
+    if own.intent is not None:
+        ours = [k for k in unowned if own.intended(k.created, CLOCK_SKEW)]
+        if not ours and now - own.intent.at < INTENT_IN_FLIGHT:
+            return replace(user, situation=Situation.IN_FLIGHT, intent_at=own.intent.at)
         if ours:
             orphan = ours[0]
-            others.remove(orphan)
+            unowned.remove(orphan)
             holding = [t for t in user.targets if t.key_id == orphan.id]
             if holding and len(holding) == len(user.targets):
                 notes.append(
                     user.finding(FindingKind.DRIFT, Reason.ORPHAN_RECORDED, {"key": orphan.id})
                 )
-                if old is None:
-                    status = replace(status, old_key=orphan.id, old_key_created=orphan.created)
-                    old = orphan
-                else:
-                    status = _stored(status, orphan, now)
-                    new = orphan
+                first.append(
+                    user.action(
+                        ActionKind.ADOPT_KEY,
+                        orphan.id,
+                        Reason.ORPHAN_RECORDED,
+                        {"key": orphan.id, "keys": (orphan.id,), "user": name},
+                    )
+                )
+                owned.append(orphan)
             elif holding:
                 return replace(
                     user,
                     situation=Situation.REPAIR,
-                    status=status,
                     orphan=orphan,
                     notes=tuple(notes),
                     first=(
+                        *first,
                         user.action(
                             ActionKind.STORE_KEY,
                             orphan.id,
@@ -315,26 +376,40 @@ def narrow(
                         {"key": orphan.id},
                     )
                 )
-    user = replace(user, status=status, first=tuple(first), notes=tuple(notes))
+    user = replace(user, first=tuple(first), notes=tuple(notes))
 
-    # 2. Keys keyrotor knew that vanished.
-    if status.old_key and old is None:
-        if new is not None:
+    # 3. Which owned key is the old one and which the new one: status says, where it names
+    #    owned keys; otherwise the order IAM created them in.
+    by_id = {k.id: k for k in sorted(owned, key=lambda k: (k.created, k.id))}
+    old = by_id.get(status.old_key or "")
+    new = by_id.get(status.new_key or "")
+    rest = [k for k in by_id.values() if k not in (old, new)]
+    if old is None and rest:
+        old = rest.pop(0)
+    if new is None and rest:
+        new = rest.pop(0)
+    if old is not None and new is not None and new.created < old.created and not status.new_key:
+        old, new = new, old
+
+    # 4. Keys keyrotor knew that vanished.
+    if status.old_key and status.old_key not in keys:
+        if new is not None or old is not None:
             if status.phase != Phase.DEACTIVATED:
                 notes.append(
                     user.finding(FindingKind.DRIFT, Reason.OLD_KEY_DELETED, {"key": status.old_key})
                 )
-            status = lifecycle.promoted(status, new.id, new.created)
-            old, new = new, None
         else:
             notes.append(
                 user.finding(FindingKind.DRIFT, Reason.KEY_DELETED, {"key": status.old_key})
             )
-    if status.new_key and new is None and old is not None and status.new_key not in keys:
+        if old is None and new is not None:
+            old, new = new, None
+        status = lifecycle.promoted(status, old.id if old else None, old.created if old else None)
+    if status.new_key and status.new_key not in keys:
         lost = status.new_key
         notes.append(user.finding(FindingKind.DRIFT, Reason.NEW_KEY_DELETED, {"key": lost}))
         status = lifecycle.new_key_lost(status)
-        if not old.active:
+        if old is not None and not old.active:
             return replace(
                 user,
                 situation=Situation.NO_WORKING_KEY,
@@ -345,25 +420,63 @@ def narrow(
             )
     user = replace(user, status=status, notes=tuple(notes))
 
-    # 3. Adopt the user's one key when keyrotor manages none.
-    if old is None and new is None:
-        if len(others) > 1:
-            return replace(user, situation=Situation.TWO_UNMANAGED, unmanaged=tuple(others))
-        if not others:
-            return replace(user, situation=Situation.NO_KEYS)
-        old = others.pop()
-        status = replace(status, old_key=old.id, old_key_created=old.created)
+    # 5. Nothing owned: nothing to rotate, or keys keyrotor does not own.
+    if old is None:
+        if len(unowned) > 1:
+            return replace(user, situation=Situation.TWO_UNMANAGED, unmanaged=tuple(unowned))
+        if unowned:
+            return replace(user, situation=Situation.FOREIGN_KEY, foreign=unowned[0])
+        return replace(user, situation=Situation.NO_KEYS)
 
-    # 4. Any other key is someone else's: never a third key, never touch it.
-    assert old is not None
+    # 6. Any other key is someone else's: never a third key, never touch it.
+    status = replace(status, old_key=old.id, old_key_created=old.created)
     user = replace(user, status=status, old=old, new=new)
-    if others:
-        return replace(user, situation=Situation.FOREIGN_KEY, foreign=others[0])
-    status = replace(
-        status, old_key_created=old.created, overdue_at=old.created + policy.max_key_age
-    )
+    if unowned:
+        return replace(user, situation=Situation.FOREIGN_KEY, foreign=unowned[0])
+    status = replace(status, overdue_at=old.created + policy.max_key_age)
+    if new is not None:
+        status = _stored(status, new, now) if status.new_key != new.id else status
     user = replace(user, status=status)
     return replace(user, situation=classify(user))
+
+
+def _target_notes(user: _User, targets: tuple[TargetReading, ...]) -> list[Finding]:
+    notes = []
+    for t in targets:
+        if t.moved:
+            notes.append(user.finding(FindingKind.DRIFT, Reason.TARGET_MOVED, {"target": t.target}))
+        elif t.holding == Holding.UNRECORDED:
+            notes.append(
+                user.finding(FindingKind.DRIFT, Reason.TARGET_UNRECORDED, {"target": t.target})
+            )
+    return notes
+
+
+def _adoptable(
+    user: _User, status: UserStatus, keys: Mapping[str, ObservedKey]
+) -> list[ObservedKey] | Situation:
+    """The keys of a user keyrotor has not recorded in IAM that it may adopt, or why not.
+
+    A user's only key is adopted. A status file of an earlier release may name two keys (a
+    rotation in progress): both are adopted only when IAM has exactly those keys and every
+    readable target holds the newer one, which only keyrotor writes. Anything else is held.
+    """
+    named = [k for k in (status.old_key, status.new_key) if k]
+    if not keys:
+        return []
+    if not named or set(named) & set(keys) == set():
+        if len(keys) == 1:
+            return list(keys.values())
+        return Situation.TWO_UNMANAGED
+    if set(keys) - set(named):
+        return []  # a key no record names: someone else's (FOREIGN_KEY below)
+    adopted = [keys[k] for k in named if k in keys]
+    if len(adopted) == 2:
+        newer = keys[status.new_key or ""]
+        readable = [t for t in user.targets if t.readable]
+        if not readable or any(t.key_id != newer.id for t in readable):
+            return Situation.UNVERIFIED_MIGRATION
+    return adopted
 
 
 def classify(user: _User) -> Situation:
@@ -380,6 +493,8 @@ def classify(user: _User) -> Situation:
         return Situation.NEW_KEY_INACTIVE
     if any(t.error for t in user.targets):
         return Situation.TARGETS_UNREADABLE
+    if not all(t.known for t in user.targets if t.readable):
+        return Situation.TARGETS_UNKNOWN
     if status.phase == Phase.ROLLED_BACK and old.active:
         return Situation.ROLLED_BACK
     if status.phase == Phase.DEACTIVATED and old.active:
@@ -421,10 +536,21 @@ def _held(user: _User) -> Decision:
 
 
 def _in_flight(user: _User) -> Decision:
-    facts = {"at": user.status.intent_at, "user": user.name}
+    facts: Facts = {"at": user.intent_at, "user": user.name}
     return Decision(
         user.status, findings=(user.finding(FindingKind.WAITING, Reason.CREATION_IN_FLIGHT, facts),)
     )
+
+
+def _status_drift(user: _User) -> Decision:
+    finding = user.finding(FindingKind.DRIFT, Reason.STATUS_CONTRADICTS_AWS, user.drift)
+    decision = _blocked(user, Reason.STATUS_CONTRADICTS_AWS, user.drift)
+    return replace(decision, findings=(finding, *decision.findings))
+
+
+def _unverified_migration(user: _User) -> Decision:
+    facts: Facts = {"user": user.name, "keys": tuple(k.id for k in user.unmanaged)}
+    return _blocked(user, Reason.UNVERIFIED_MIGRATION, facts)
 
 
 def _repair(user: _User) -> Decision:
@@ -569,6 +695,11 @@ def _targets_unreadable(user: _User) -> Decision:
     return Decision(_rotating_status(user), findings=(waiting,))
 
 
+def _targets_unknown(user: _User) -> Decision:
+    # Said by the drift notes; `apply` reads the values and decides.
+    return Decision(_rotating_status(user))
+
+
 def _rollback_unfinished(user: _User) -> Decision:
     assert user.old is not None
     reactivate = user.action(
@@ -581,7 +712,7 @@ def _target_overwritten(user: _User) -> Decision:
     old, new = user.old, user.new
     assert old is not None and new is not None
     holders = tuple(
-        messages.target_holds(t.target, t.key_id)
+        messages.target_holds(t.target, t.key_id, other=t.holding == Holding.OTHER, user=user.name)
         for t in user.targets
         if t.readable and t.key_id != new.id
     )
@@ -596,8 +727,10 @@ def _evaluate(
     assert user.old is not None and user.new is not None
     wanted = user.policy.checks
     needs = any(c.type in checks.EXTERNAL_TYPES for c in wanted) and not user.external
-    # keyrotor's own use of the new key (its sts check) never counts as the application's.
-    baseline = status.self_used_at or status.stored_at or user.now
+    # keyrotor's own use of the new key (its sts check) never counts as the application's. The
+    # times in status are hints, bounded by what IAM reports: nothing keyrotor did with the key
+    # happened before IAM created it, so a status rewritten to say otherwise gains nothing.
+    baseline = max(status.self_used_at or status.stored_at or user.now, user.new.created)
     results = checks.evaluate(
         wanted,
         old=user.old,
@@ -614,7 +747,7 @@ def _awaiting_use(user: _User, status: UserStatus | None = None) -> Decision:
     old, new, policy, now = user.old, user.new, user.policy, user.now
     assert old is not None and new is not None
     status = status or _rotating_status(user)
-    stored_at = status.stored_at or now
+    stored_at = max(status.stored_at or now, new.created)
     status, results, needs = _evaluate(user, replace(status, stored_at=stored_at), builtin=True)
     status = lifecycle.awaiting_use(status, new.id, stored_at, policy)
     earliest = stored_at + policy.deactivate_after
@@ -652,7 +785,13 @@ def _grace(user: _User) -> Decision:
     old, policy, now = user.old, user.policy, user.now
     assert old is not None
     status = _rotating_status(user)
-    deactivated_at = status.deactivated_at or now
+    assert user.new is not None
+    # keyrotor deactivates no sooner than deactivateAfter after creating the new key: an earlier
+    # time in status would only shorten the grace period.
+    earliest = user.new.created + policy.deactivate_after
+    deactivated_at = max(status.deactivated_at or now, earliest)
+    if deactivated_at > now:
+        deactivated_at = now
     delete_at = deactivated_at + policy.delete_after
     status = lifecycle.deactivated(status, old.id, deactivated_at, policy)
     # Step 4: the application must keep working without the old key. Only command and http
@@ -729,6 +868,8 @@ def _gated(
 
 DECIDE: dict[Situation, Callable[[_User], Decision]] = {
     Situation.MISSING: _missing,
+    Situation.STATUS_DRIFT: _status_drift,
+    Situation.UNVERIFIED_MIGRATION: _unverified_migration,
     Situation.HELD: _held,
     Situation.IN_FLIGHT: _in_flight,
     Situation.REPAIR: _repair,
@@ -741,6 +882,7 @@ DECIDE: dict[Situation, Callable[[_User], Decision]] = {
     Situation.DUE: _due,
     Situation.NEW_KEY_INACTIVE: _new_key_inactive,
     Situation.TARGETS_UNREADABLE: _targets_unreadable,
+    Situation.TARGETS_UNKNOWN: _targets_unknown,
     Situation.ROLLED_BACK: _rolled_back,
     Situation.ROLLBACK_UNFINISHED: _rollback_unfinished,
     Situation.TARGET_OVERWRITTEN: _target_overwritten,

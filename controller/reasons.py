@@ -58,6 +58,12 @@ class Reason(StrEnum):
     TARGET_OVERWRITTEN = "target-overwritten"
     CANNOT_OBSERVE = "cannot-observe"
     DESELECTED = "deselected"
+    ADOPTED = "adopted"  # adopt-key: record in IAM that keyrotor manages this key
+    TARGETS_NOT_RECORDED = "targets-not-recorded"  # record-targets: tag what they hold
+    TARGET_MOVED = "target-moved"
+    TARGET_UNRECORDED = "target-unrecorded"
+    STATUS_CONTRADICTS_AWS = "status-contradicts-aws"
+    UNVERIFIED_MIGRATION = "unverified-migration"
     ORPHAN_RECORDED = "orphan-recorded"
     OLD_KEY_DELETED = "old-key-deleted"
     KEY_DELETED = "key-deleted"

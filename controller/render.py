@@ -26,6 +26,8 @@ SIGILS: dict[ActionKind, str] = {
     ActionKind.DEACTIVATE_KEY: "~",
     ActionKind.DELETE_KEY: "-",
     ActionKind.REACTIVATE_KEY: "~",
+    ActionKind.ADOPT_KEY: "~",
+    ActionKind.RECORD_TARGETS: "~",
 }
 MARKS: dict[FindingKind, str] = {
     FindingKind.OVERDUE: "!",
@@ -40,6 +42,7 @@ def summary(plan: Plan) -> str:
     """`Plan: 1 key to create, 0 to deactivate, 0 to delete; 1 overdue, 0 blocked`."""
     repairs = plan.count(ActionKind.STORE_KEY) + plan.count(ActionKind.DELETE_ORPHAN)
     rollbacks = plan.count(ActionKind.REACTIVATE_KEY)
+    adoptions = plan.count(ActionKind.ADOPT_KEY)
     approvals = plan.count(FindingKind.AWAITING_APPROVAL)
     return (
         f"Plan: {plural(plan.count(ActionKind.CREATE_KEY), 'key')} to create, "
@@ -47,6 +50,7 @@ def summary(plan: Plan) -> str:
         f"{plan.count(ActionKind.DELETE_KEY)} to delete"
         + (f", {repairs} to repair" if repairs else "")
         + (f", {rollbacks} to roll back" if rollbacks else "")
+        + (f", {adoptions} to adopt" if adoptions else "")
         + f"; {plan.count(FindingKind.OVERDUE)} overdue"
         + f", {plan.count(FindingKind.BLOCKED)} blocked"
         + (f", {approvals} awaiting approval" if approvals else "")

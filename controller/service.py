@@ -112,7 +112,7 @@ def _observe_and_plan(
     ctx: RunContext, ws: Workspace, *, run_checks: bool
 ) -> tuple[Plan, dict[str, PolicyRecords]]:
     services = target_services(ctx)
-    inventory = AwsInventory(services)
+    inventory = AwsInventory(services, values=run_checks)
     observed: dict[str, PolicyObservation] = {p.name: inventory.observe(p) for p in ws.policies}
     records = {
         p.name: ws.tree.policy(p.name, observed[p.name].account_id or None) for p in ws.policies

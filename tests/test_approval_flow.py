@@ -170,7 +170,9 @@ def test_merging_approves_exactly_the_planned_steps_through_to_completion(
         ("deploy-bot", deploy_old, "Alice Reviewer <alice@example.com>")
     ]
     steps = [e["action"] for e in entries if e["user"] == "deploy-bot"]
-    assert steps == ["delete-key", "deactivate-key", "create-key", "approve", "propose"]
+    assert steps == [
+        "delete-key", "deactivate-key", "create-key", "approve", "propose", "adopt-key"
+    ]  # fmt: skip
 
 
 def json_secret(world: World) -> dict[str, str]:

@@ -30,6 +30,8 @@ DELETE_AT = advance(T0, days=88, hours=4)
 
 CREATE_POINTS = [
     "push:intent",
+    "before:tag_user intent",
+    "after:tag_user intent",
     "before:create_access_key",
     "after:create_access_key",
     "before:sts_get_caller_identity",
@@ -38,10 +40,20 @@ CREATE_POINTS = [
     f"after:write {SM}",
     f"before:write {SSM}",
     f"after:write {SSM}",
+    "before:tag_user keys",
+    "after:tag_user keys",
+    "before:untag_user intent",
+    "after:untag_user intent",
     "push:status",
 ]
 DEACTIVATE_POINTS = ["before:update_access_key", "after:update_access_key", "push:status"]
-DELETE_POINTS = ["before:delete_access_key", "after:delete_access_key", "push:status"]
+DELETE_POINTS = [
+    "before:delete_access_key",
+    "after:delete_access_key",
+    "before:tag_user keys",
+    "after:tag_user keys",
+    "push:status",
+]
 
 
 class SimulatedCrash(BaseException):
@@ -50,8 +62,11 @@ class SimulatedCrash(BaseException):
 
 @pytest.fixture(autouse=True)
 def _seeded(world: World) -> None:
+    """A user keyrotor adopted on its first run, long before its key is due."""
     world.seed_policy()
     world.seed_user(at=T0)
+    _, adopted = world.apply(world.fresh_clone(), advance(T0, days=1))
+    assert [r.action.kind for r in adopted.results] == [ActionKind.ADOPT_KEY]
 
 
 def run(world: World, now: datetime, crash_at: str | None = None) -> None:

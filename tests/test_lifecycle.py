@@ -25,6 +25,7 @@ def _seeded(world: World) -> None:
 def rotate_fully(world: World) -> dict[str, str]:
     """Run the lifecycle; return the key id at each stage."""
     old = world.seed_user(at=T0)
+    assert world.cli("apply", now=advance(T0, days=10)) == 0  # adopted while young
     assert world.cli("apply", now=DAY80) == 0
     (new,) = set(world.iam_keys()) - {old}
     world.aws.set_clock(advance(DAY80, hours=2))
@@ -77,7 +78,7 @@ def test_after_a_full_rotation_the_user_is_current_with_only_the_new_key(world: 
     assert "phase: Current" in doc and f"oldKey: {ids['new']}" in doc
 
 
-def test_a_full_rotation_makes_exactly_the_three_mutating_iam_calls(world: World) -> None:
+def test_a_full_rotation_changes_keys_three_times_and_records_each_in_iam(world: World) -> None:
     world.seed_user(at=T0)
     world.aws.clear_requests()
     old_run_calls = len(world.aws.requests())
@@ -88,7 +89,16 @@ def test_a_full_rotation_makes_exactly_the_three_mutating_iam_calls(world: World
     world.cli("apply", now=advance(DAY80, days=1, hours=3))
     world.cli("apply", now=advance(DAY80, days=8, hours=4))
     iam = [c for c in world.mutating_calls() if c.startswith("iam ")]
-    assert iam == ["iam CreateAccessKey", "iam UpdateAccessKey", "iam DeleteAccessKey"]
+    assert iam == [
+        "iam TagUser",  # adopt: the user's one key is keyrotor's
+        "iam TagUser",  # the intent, before the key exists
+        "iam CreateAccessKey",
+        "iam TagUser",  # the new key is keyrotor's too
+        "iam UntagUser",  # the intent is fulfilled
+        "iam UpdateAccessKey",
+        "iam DeleteAccessKey",
+        "iam TagUser",  # the old key is gone from the record
+    ]
 
 
 def test_each_step_is_a_commit_whose_trailers_history_prints(
@@ -105,6 +115,7 @@ def test_each_step_is_a_commit_whose_trailers_history_prints(
         (POLICY, USER, "delete-key", ids["old"]),
         (POLICY, USER, "deactivate-key", ids["old"]),
         (POLICY, USER, "create-key", ids["new"]),
+        (POLICY, USER, "adopt-key", ids["old"]),
     ]
 
 
@@ -163,7 +174,10 @@ def test_plan_makes_no_mutating_aws_call_at_any_stage(world: World) -> None:
 
 def test_plan_detailed_exitcode_says_whether_changes_are_pending(world: World) -> None:
     world.seed_user(at=T0)
-    assert world.cli("plan", "--detailed-exitcode", now=advance(T0, days=10)) == 0
+    young = advance(T0, days=10)
+    assert world.cli("plan", "--detailed-exitcode", now=young) == 2, "adopting is a change"
+    assert world.cli("apply", now=young) == 0
+    assert world.cli("plan", "--detailed-exitcode", now=advance(young, hours=1)) == 0
     assert world.cli("plan", "--detailed-exitcode", now=DAY80) == 2
 
 
@@ -200,6 +214,7 @@ def test_history_text_lists_each_step_with_its_commit_and_author(
 
     main(["history", "--repo", str(world.clone), "--user", USER])
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 4  # a header and three steps
+    assert len(lines) == 5  # a header, three steps and the adoption
     assert "delete-key" in lines[1] and ids["old"] in lines[1]
     assert "create-key" in lines[3] and ids["new"] in lines[3]
+    assert "adopt-key" in lines[4] and ids["old"] in lines[4]

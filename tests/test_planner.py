@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from controller.approvals import Approval, key_digest
 from controller.checks import CheckResult
 from controller.inventory import ObservedKey, ObservedUser, PolicyObservation, TargetReading
+from controller.ownership import INTENT_TAG, KEYS_TAG, POLICY_TAG, intent_value, keys_value
 from controller.planner import (
     ActionKind,
     FindingKind,
@@ -68,15 +69,43 @@ def decide(
     targets: tuple[TargetReading, ...] | None = None,
     pol: Policy | None = None,
     exists: bool = True,
+    tags: dict[str, str] | None = None,
     **kwargs: object,
 ) -> UserPlan:
     pol = pol or policy()
-    user = ObservedUser("bot", tuple(keys), targets if targets is not None else held(OLD, OLD))
+    user = ObservedUser(
+        "bot",
+        tuple(keys),
+        targets if targets is not None else held(OLD, OLD),
+        tags=owned_by_keyrotor(prior, keys) if tags is None else tags,
+    )
     obs = PolicyObservation("ci", {"bot": user if exists else None})
     statuses = {"ci": PolicyStatus("ci", {"bot": prior} if prior else {})}
     result = plan([pol], {"ci": obs}, statuses, now, **kwargs)  # type: ignore[arg-type]
     (user_plan,) = result.policies[0].users
     return user_plan
+
+
+def owned_by_keyrotor(prior: UserStatus | None, keys: list[ObservedKey]) -> dict[str, str]:
+    """The IAM tags of a user keyrotor manages: the keys its status names are keyrotor's (and
+    an intent it recorded is in IAM too). Without status, a user's only key is keyrotor's (its
+    status is not needed to decide); a user with two keys and no status was never adopted."""
+    if prior is None:
+        if len(keys) != 1:
+            return {}
+        return {POLICY_TAG: "ci", KEYS_TAG: keys_value({keys[0].id: keys[0].created})}
+    owned = {k.id: k.created for k in keys if k.id in (prior.old_key, prior.new_key)}
+    tags = {POLICY_TAG: "ci"}
+    if owned:
+        tags[KEYS_TAG] = keys_value(owned)
+    if prior.intent_at is not None:
+        tags[INTENT_TAG] = intent_value("run-1", prior.intent_at)
+    return tags
+
+
+def managed_bot() -> ObservedUser:
+    keys = [key(OLD, T0)]
+    return ObservedUser("bot", tuple(keys), held(OLD, OLD), tags=owned_by_keyrotor(None, keys))
 
 
 def kinds(up: UserPlan) -> list[ActionKind]:
@@ -98,9 +127,10 @@ def rotating(stored_at: datetime, **changes: object) -> UserStatus:
 
 
 def test_a_users_only_key_is_adopted_when_keyrotor_first_sees_it() -> None:
-    up = decide([key(OLD, T0)], now=T0 + 10 * DAY)
+    up = decide([key(OLD, T0)], now=T0 + 10 * DAY, tags={})
     assert up.status is not None
-    assert (up.status.phase, up.status.old_key, up.actions) == (Phase.CURRENT, OLD, ())
+    assert (up.status.phase, up.status.old_key) == (Phase.CURRENT, OLD)
+    assert kinds(up) == [ActionKind.ADOPT_KEY], "recorded in IAM's tags, where only keyrotor writes"
 
 
 def test_a_young_key_is_current_and_the_next_step_is_creation_at_rotation_age() -> None:
@@ -502,7 +532,7 @@ def test_a_key_created_after_the_intent_and_stored_everywhere_is_recorded_as_awa
         prior=intent(at),
         targets=held(NEW, NEW),
     )
-    assert kinds(up) == []
+    assert kinds(up) == [ActionKind.ADOPT_KEY], "recorded in IAM's tags as keyrotor's"
     assert up.status is not None
     assert (up.status.phase, up.status.new_key, up.status.intent_at) == (
         Phase.AWAITING_USE,
@@ -555,7 +585,7 @@ def test_success_of_each_step_moves_the_phase_along_the_lifecycle() -> None:
 
 
 def test_the_plan_summary_counts_actions_and_findings_like_terraform() -> None:
-    obs = PolicyObservation("ci", {"bot": ObservedUser("bot", (key(OLD, T0),), held(OLD, OLD))})
+    obs = PolicyObservation("ci", {"bot": managed_bot()})
     result = plan([policy()], {"ci": obs}, {}, T0 + 91 * DAY)
     assert summary(result) == (
         "Plan: 1 key to create, 0 to deactivate, 0 to delete; 1 overdue, 0 blocked"
@@ -563,7 +593,7 @@ def test_the_plan_summary_counts_actions_and_findings_like_terraform() -> None:
 
 
 def test_the_json_plan_has_the_documented_shape() -> None:
-    obs = PolicyObservation("ci", {"bot": ObservedUser("bot", (key(OLD, T0),), held(OLD, OLD))})
+    obs = PolicyObservation("ci", {"bot": managed_bot()})
     doc = plan_document(plan([policy()], {"ci": obs}, {}, T0 + 80 * DAY))
     assert doc["format_version"] == "2"
     assert doc["actions"] == [

@@ -75,6 +75,8 @@ FACTS: Facts = {
     "failed": ("command check failed: exit 1",),
     "problems": ("aws-secrets-manager ci/bot: AccessDenied",),
     "holders": ("aws-ssm-parameter /ci/bot holds nothing",),
+    "target": "aws-secrets-manager ci/bot",
+    "targets": ("aws-secrets-manager ci/bot",),
 }
 POLICY = Policy(
     name="ci",

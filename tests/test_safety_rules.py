@@ -54,6 +54,7 @@ def test_a_key_made_by_a_person_after_planning_stops_the_create_before_a_third_k
     world: World,
 ) -> None:
     world.seed_user(at=T0)
+    assert world.cli("apply", now=advance(T0, days=10)) == 0  # adopted
     world.aws.set_clock(DAY80)
     with StatusRepo.open(world.clone) as repo:
         ctx = world.context(DAY80)

@@ -237,5 +237,5 @@ def test_a_person_resumes_a_rolled_back_rotation_and_it_completes(
     actions = [line.split()[4] for line in capsys.readouterr().out.splitlines()[1:]]
     assert actions == [
         "delete-key", "deactivate-key", "store-key", "resume", "reactivate-key",
-        "deactivate-key", "create-key",
+        "deactivate-key", "adopt-key", "create-key",
     ]  # fmt: skip

@@ -18,9 +18,12 @@ from controller.policy import Policy
 class AwsInventory:
     """Reads IAM and the targets with read-only calls only (plan must never write)."""
 
-    def __init__(self, services: targets.TargetServices) -> None:
+    def __init__(self, services: targets.TargetServices, *, values: bool = False) -> None:
+        """`values`: where a target's metadata is missing or out of date, read its value (the
+        apply role may; the plan role may not, and `plan` never does)."""
         self.services = services
         self.sessions = services.sessions
+        self.values = values
 
     def observe(self, policy: Policy) -> PolicyObservation:
         try:
@@ -46,12 +49,17 @@ class AwsInventory:
         return sorted(names - set(sel.exclude))
 
     @staticmethod
-    def _tags_match(iam: Any, name: str, wanted: Mapping[str, str]) -> bool:
-        if not wanted:
-            return True
+    def _tags(iam: Any, name: str) -> dict[str, str]:
         tags: dict[str, str] = {}
         for page in iam.get_paginator("list_user_tags").paginate(UserName=name):
             tags.update({t["Key"]: t["Value"] for t in page["Tags"]})
+        return tags
+
+    @classmethod
+    def _tags_match(cls, iam: Any, name: str, wanted: Mapping[str, str]) -> bool:
+        if not wanted:
+            return True
+        tags = cls._tags(iam, name)
         return all(tags.get(k) == v for k, v in wanted.items())
 
     def _user(self, iam: Any, policy: Policy, name: str, account_id: str) -> ObservedUser | None:
@@ -72,12 +80,15 @@ class AwsInventory:
                     last_used=last.get("AccessKeyLastUsed", {}).get("LastUsedDate"),
                 )
             )
+        ids = {k.id for k in keys}
         readings = tuple(
-            targets.reading(t) for t in targets.bind_all(policy, name, account_id, self.services)
+            targets.reading(t, user_keys=ids, values=self.values)
+            for t in targets.bind_all(policy, name, account_id, self.services)
         )
         return ObservedUser(
             name,
             tuple(sorted(keys, key=lambda k: (k.created, k.id))),
             readings,
             path=user.get("Path", "/"),
+            tags=self._tags(iam, name),
         )

@@ -7,7 +7,7 @@ refuse to deactivate or delete a key that a target still holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -23,6 +23,7 @@ from controller.policy import (
     render_template,
 )
 from controller.secret import AccessKeySecret
+from controller.targets.metadata import TargetMetadata
 
 if TYPE_CHECKING:
     from controller.github.client import GitHubClient
@@ -55,6 +56,18 @@ class BoundTarget(Protocol):
 
         This is how a rollback restores the old key and a resumed rotation the new one.
         """
+        ...
+
+
+class ReadableTarget(BoundTarget, Protocol):
+    """A target whose metadata says which key keyrotor wrote to it (see `targets.metadata`)."""
+
+    def describe(self) -> TargetMetadata:
+        """The recorded key id and version, and the current version; raises TargetError."""
+        ...
+
+    def record(self, key_id: str) -> None:
+        """Record that the current version holds `key_id` (metadata only); raises TargetError."""
         ...
 
 
@@ -109,13 +122,46 @@ def find_secret(targets: Iterable[BoundTarget], key_id: str) -> AccessKeySecret 
     return None
 
 
-def reading(target: BoundTarget) -> TargetReading:
+def reading(
+    target: BoundTarget, *, user_keys: Collection[str] = (), values: bool = False
+) -> TargetReading:
+    """Which of the user's keys `target` holds.
+
+    From its metadata alone unless `values` (apply, whose role may read the secret value) and
+    the metadata is missing or out of date. A key id that is not one of `user_keys` (the keys
+    IAM lists for the user) is never passed on: the target then holds `OTHER`.
+    """
+    from controller.inventory import Holding
+
     if not target.readable:
         preflight = getattr(target, "preflight", None)
         problem = preflight() if preflight else None
         return TargetReading(target.description, None, readable=False, error=problem)
+    describe = getattr(target, "describe", None)
     try:
+        meta = describe() if describe is not None else None
+        if meta is not None and not meta.exists:
+            return TargetReading(target.description, holding=Holding.NOTHING)
+        if meta is not None and meta.recorded and not meta.moved:
+            return _holding(target.description, meta.key_id, user_keys)
+        moved = meta is not None and meta.moved
+        if not values:
+            state = Holding.MOVED if moved else Holding.UNRECORDED
+            return TargetReading(target.description, holding=state, recorded=False, moved=moved)
         held = target.read()
     except TargetError as exc:
         return TargetReading(target.description, None, error=str(exc))
-    return TargetReading(target.description, held.access_key_id if held else None)
+    found = _holding(target.description, held.access_key_id if held else None, user_keys)
+    return TargetReading(
+        found.target, found.key_id, holding=found.holding, recorded=False, moved=moved
+    )
+
+
+def _holding(description: str, key_id: str | None, user_keys: Collection[str]) -> TargetReading:
+    from controller.inventory import Holding
+
+    if key_id is None:
+        return TargetReading(description, holding=Holding.NOTHING)
+    if key_id in user_keys:
+        return TargetReading(description, key_id)
+    return TargetReading(description, holding=Holding.OTHER)

@@ -1,4 +1,9 @@
-"""SSM Parameter Store: a SecureString overwritten in place; SSM keeps earlier versions."""
+"""SSM Parameter Store: a SecureString overwritten in place; SSM keeps earlier versions.
+
+After each write keyrotor tags the parameter with the key id and the version number it wrote;
+`describe` reads them with `DescribeParameters` and `ListTagsForResource`, never the value
+(`GetParameterHistory` is no metadata call: it returns SecureString values decrypted).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from controller.errors import TargetError
 from controller.policy import SsmParameterTarget
 from controller.secret import AccessKeySecret
 from controller.targets import jsonvalue
+from controller.targets.metadata import KEY_ID_TAG, VERSION_TAG, TargetMetadata, tags_for
 
 
 class SsmParameter:
@@ -49,6 +55,41 @@ class SsmParameter:
                 return found
         return None
 
+    def describe(self) -> TargetMetadata:
+        """Which key keyrotor last wrote here and whether that version is still current."""
+        try:
+            found = self._client.describe_parameters(
+                ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [self.name]}]
+            )["Parameters"]
+            if not found:
+                return TargetMetadata(exists=False)
+            listed = self._client.list_tags_for_resource(
+                ResourceType="Parameter", ResourceId=self.name
+            )["TagList"]
+        except AWS_ERRORS as exc:
+            raise TargetError(
+                f"cannot describe {self.description}: {describe_error(exc)}"
+            ) from None
+        tags = {t["Key"]: t["Value"] for t in listed}
+        current = str(found[0].get("Version", ""))
+        return TargetMetadata(True, tags.get(KEY_ID_TAG), tags.get(VERSION_TAG), current)
+
+    def record(self, key_id: str) -> None:
+        meta = self.describe()
+        if meta.current_version is None:
+            raise TargetError(f"cannot record {self.description}: it has no current version")
+        try:
+            self._client.add_tags_to_resource(
+                ResourceType="Parameter",
+                ResourceId=self.name,
+                Tags=[
+                    {"Key": k, "Value": v}
+                    for k, v in tags_for(key_id, meta.current_version).items()
+                ],
+            )
+        except AWS_ERRORS as exc:
+            raise TargetError(f"cannot record {self.description}: {describe_error(exc)}") from None
+
     def write(self, secret: AccessKeySecret) -> None:
         params: dict[str, Any] = {
             "Name": self.name,
@@ -59,6 +100,12 @@ class SsmParameter:
         if self.spec.kms_key_id:
             params["KeyId"] = self.spec.kms_key_id
         try:
-            self._client.put_parameter(**params)
+            version = self._client.put_parameter(**params)["Version"]
+            recorded = tags_for(secret.access_key_id, str(version))
+            self._client.add_tags_to_resource(
+                ResourceType="Parameter",
+                ResourceId=self.name,
+                Tags=[{"Key": k, "Value": v} for k, v in recorded.items()],
+            )
         except AWS_ERRORS as exc:
             raise TargetError(f"cannot write {self.description}: {describe_error(exc)}") from None

@@ -32,6 +32,7 @@ PARAMETER = f"/ci/{USER}/aws"
 READ_ONLY = {
     "GetUser", "ListUsers", "ListUserTags", "ListAccessKeys", "GetAccessKeyLastUsed",
     "GetCallerIdentity", "GetSecretValue", "GetParameter", "DescribeSecret",
+    "DescribeParameters", "ListTagsForResource", "ListSecretVersionIds", "GetParameterHistory",
 }  # fmt: skip
 
 MANIFEST = f"""\
@@ -71,6 +72,7 @@ class World:
     # -- setup --
     def seed_policy(self, manifest: str = MANIFEST, name: str = "ci.yaml") -> None:
         with git.Repo(self.clone) as repo:
+            repo.git.pull("--ff-only", "origin", "main")  # runs may have pushed status since
             (self.clone / "manifests").mkdir(exist_ok=True)
             (self.clone / "manifests" / name).write_text(textwrap.dedent(manifest))
             repo.index.add([f"manifests/{name}"])
