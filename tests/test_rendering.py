@@ -75,6 +75,15 @@ FACTS: Facts = {
     "failed": ("command check failed: exit 1",),
     "problems": ("aws-secrets-manager ci/bot: AccessDenied",),
     "holders": ("aws-ssm-parameter /ci/bot holds nothing",),
+    "refusal": "head-not-keyrotors",
+    "base": "main",
+    "branch": "keyrotor/ci",
+    "pull": 3,
+    "newer_pull": 4,
+    "head": "a" * 40,
+    "files": (".github/workflows/x.yml",),
+    "users": ("bot",),
+    "author": "mallory",
 }
 POLICY = Policy(
     name="ci",
