@@ -154,9 +154,7 @@ class Executor:
         result.results.extend(done)
         result.statuses[pp.policy.name] = status
         updates = self._status_updates(pp, records, account, status, bases, events, skipped)
-        deleted = [(r.action.user, r.action.key or "") for r in done
-                   if r.ok and r.action.kind == ActionKind.DELETE_KEY]  # fmt: skip
-        approvals = lifecycle.approvals_left(pp.approvals, deleted)
+        approvals = lifecycle.approvals_left(pp.approvals, status.users)
         if approvals != pp.approvals:
             path = approvals_path(pp.policy.name)
             updates.append(
