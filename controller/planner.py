@@ -725,7 +725,10 @@ def _gated(
             Reason.STEP_NEEDS_APPROVAL,
             {"step": str(kind), "key": key},
         )
-        return Decision(status, findings=(wait,))
+        # Its approval was refused midway (withdrawn, the manifest edited): ask again to carry on.
+        keys = user.observed.keys if user.observed else ()
+        again = Approval(policy.name, user.name, status.old_key or key, key_digest(keys))
+        return Decision(status, findings=(wait,), proposal=again)
     return Decision(status, actions=(user.action(kind, key, reason, facts),))
 
 

@@ -523,3 +523,24 @@ def test_a_second_proposal_carries_the_rotation_in_progress_and_the_file_goes_wh
     reconcile(world, advance(T0, days=85, hours=3))
     assert world.iam_keys("backup-bot") == {backup_new: "Active"}
     assert not (world.clone / approvals_path(POLICY)).exists(), "removed once all are done"
+
+
+def test_a_rotation_whose_approval_is_voided_midway_is_proposed_again_to_carry_on(
+    world: World, github: GitHubStandIn
+) -> None:
+    old = world.seed_user("deploy-bot", at=T0)
+    reconcile(world, DUE)
+    (pr,) = open_pulls()
+    merge(world, github, pr.number)
+    reconcile(world, advance(DUE, hours=1))  # the new key is created and stored
+    push_to_main_as(world, "carol", {"manifests/ci.yaml": MANIFEST + "# the same policy\n"})
+    world.pull()
+    world.aws.set_clock(advance(DUE, hours=3))
+    world.application_call(json_secret(world))
+    reconcile(world, advance(DUE, days=1, hours=2))  # deactivation would be due now
+    assert world.iam_keys("deploy-bot")[old] == "Active", "a voided approval allows no step"
+    (again,) = open_pulls()
+    assert again.number != pr.number and "deploy-bot" in approvals_on(world, BRANCH)
+    merge(world, github, again.number)
+    reconcile(world, advance(DUE, days=1, hours=3))
+    assert world.iam_keys("deploy-bot")[old] == "Inactive"
