@@ -4,8 +4,9 @@ Each entry names the old key whose rotation is approved and a digest of the user
 statuses) when the plan was made. The digest makes an approval specific: if the keys changed
 before the merge took effect (a person added a key, another run rotated), the approval is stale
 and refused, and a fresh pull request shows the new situation. Once the new key exists, the
-approval covers the rest of that old key's rotation; the status commit that deletes the old key
-removes the entry.
+approval covers the rest of that old key's rotation. The file stays exactly as merged while any
+of its rotations is under way (an approval is verified by comparing the whole file with the pull
+request's), and the status commit that deletes the last of its old keys removes it.
 
 Two more fields bind an entry to the one pull request that proposed it
 (see controller/github/approval_verify.py):
@@ -45,7 +46,7 @@ from controller.inventory import ObservedKey
 APPROVALS_DIR = "approvals"
 HEADER = (
     "# Approved rotations: keyrotor proposes this file in a pull request; merging it approves\n"
-    "# the rotation of each old key named here. keyrotor removes an entry when it is done.\n"
+    "# the rotation of each old key named here. keyrotor removes it when they are all done.\n"
 )
 
 

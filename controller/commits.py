@@ -8,15 +8,19 @@ The trailers are an API (documented in the README): tools may search history wit
 - `Keyrotor-Key: <key id>`: each key a commit's steps concern.
 - `Keyrotor-Step: <user> <action> <key id>`: one per step carried out (`create-key`,
   `deactivate-key`, `delete-key`, `reactivate-key`, `store-key`, `delete-orphan-key`,
-  `adopt-key`), plus
-  `resume` (a person's `keyrotor resume`) and `propose` (an approval pull request's commit).
+  `adopt-key`, `record-targets`), plus `resume` (a person's `keyrotor resume`), `propose` (an
+  approval pull request's commit) and `approve` (in the commit that starts a rotation a
+  verified approval allowed: the old key whose rotation was approved; the commit's
+  `Keyrotor-Approved-By` trailers say by whom).
 - `Keyrotor-Intent: <user> create-key replaces <key id>`: recorded before CreateAccessKey.
-- `Keyrotor-Approved-By: <login> (#<pull request>)`: the verified approver of a step.
+- `Keyrotor-Approved-By: <login> (#<pull request>)`: a person GitHub's API showed merged or
+  approved keyrotor's pull request, on every status commit whose steps that approval allowed.
 - `Keyrotor-Run: <run id>`: the run that made the commit (GitHub's run id in Actions).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -34,6 +38,9 @@ RUN: Final = "Keyrotor-Run"
 
 RESUME_STEP: Final = "resume"
 PROPOSE_STEP: Final = "propose"
+APPROVE_STEP: Final = "approve"
+
+_APPROVED_BY = re.compile(r"(\S+) \(#(\d+)\)")
 
 Trailers = tuple[tuple[str, str], ...]
 
@@ -61,6 +68,17 @@ def parse_step(value: str) -> Step | None:
     """A `Keyrotor-Step` value; None for one that is not three words."""
     words = value.split()
     return Step(*words) if len(words) == 3 else None
+
+
+def approved_by(login: str, pull: int) -> str:
+    """A `Keyrotor-Approved-By` value."""
+    return f"{login} (#{pull})"
+
+
+def parse_approved_by(value: str) -> tuple[str, int] | None:
+    """(login, pull request) from a `Keyrotor-Approved-By` value; None if it is not one."""
+    match = _APPROVED_BY.fullmatch(value.strip())
+    return (match.group(1), int(match.group(2))) if match else None
 
 
 def _phrase(action: Action) -> str:
@@ -99,8 +117,14 @@ def steps_commit(
     changed_users: Sequence[str],
     run: str,
     approvers: Sequence[str] = (),
+    approved: Sequence[tuple[str, str]] = (),
 ) -> CommitMessage:
-    """The status commit of one policy in one run."""
+    """The status commit of one policy in one run.
+
+    `approvers` are `Keyrotor-Approved-By` values (`approved_by`) of the verified approval that
+    allowed these steps; `approved` are (user, old key) of the rotations it starts here, recorded
+    as `approve` steps after the steps themselves.
+    """
     phrases = [_phrase(a) for a, _ in done] or [_bookkeeping(changed_users)]
     body = [f"{a.user}: {done_line(a, o)}" for a, o in done]
     body += [f"{a.user}: {a.kind} FAILED: {error}" for a, error in failed]
@@ -108,6 +132,7 @@ def steps_commit(
     trailers += [(USER, u) for u in dict.fromkeys(a.user for a, _ in done)]
     trailers += [(KEY, k) for k in dict.fromkeys(step_key(a, o) for a, o in done) if k]
     trailers += [Step(a.user, str(a.kind), step_key(a, o)).trailer() for a, o in done]
+    trailers += [Step(user, APPROVE_STEP, key).trailer() for user, key in approved]
     trailers += [(APPROVED_BY, who) for who in dict.fromkeys(approvers)]
     trailers.append((RUN, run))
     return CommitMessage(

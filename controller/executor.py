@@ -107,13 +107,16 @@ class Executor:
         plan: Plan,
         records: Mapping[str, PolicyRecords],
         approval_texts: Mapping[str, str] | None = None,
+        approvers: Mapping[str, Sequence[str]] | None = None,
     ) -> ApplyResult:
-        """Carry out `plan`; `records` are the status files each policy was planned from."""
+        """Carry out `plan`; `records` are the status files each policy was planned from;
+        `approvers` the `Keyrotor-Approved-By` values of each policy's verified approval."""
         result = ApplyResult()
         for pp in plan.policies:
             found = records.get(pp.policy.name) or PolicyRecords(pp.previous, pp.account_id)
             texts = approval_texts or {}
-            self._apply_policy(pp, found, texts.get(approvals_path(pp.policy.name)), result)
+            who = tuple((approvers or {}).get(pp.policy.name, ()))
+            self._apply_policy(pp, found, texts.get(approvals_path(pp.policy.name)), result, who)
         return result
 
     def _apply_policy(
@@ -122,6 +125,7 @@ class Executor:
         records: PolicyRecords,
         approvals_text: str | None,
         result: ApplyResult,
+        approvers: tuple[str, ...] = (),
     ) -> None:
         account = pp.account_id or records.account
         status = pp.status
@@ -156,9 +160,7 @@ class Executor:
         result.results.extend(done)
         result.statuses[pp.policy.name] = status
         updates = self._status_updates(pp, records, account, status, bases, events, skipped)
-        deleted = [(r.action.user, r.action.key or "") for r in done
-                   if r.ok and r.action.kind == ActionKind.DELETE_KEY]  # fmt: skip
-        approvals = lifecycle.approvals_left(pp.approvals, deleted)
+        approvals = lifecycle.approvals_left(pp.approvals, status.users)
         if approvals != pp.approvals:
             path = approvals_path(pp.policy.name)
             updates.append(
@@ -173,6 +175,7 @@ class Executor:
             sorted({u.path.rsplit("/", 1)[-1].removesuffix(".yaml") for u in updates
                     if u.path.startswith("status/") and u.path != records.legacy}),
             self.run,
+            *_approved(pp, done, approvers),
         )  # fmt: skip
         self._publish(pp.policy.name, updates, message, result)
 
@@ -649,6 +652,31 @@ class Executor:
             if error_code(exc) != "NoSuchEntity":
                 raise
         return Outcome(action.key)
+
+
+# Steps of a pull-request policy that only an approval allows (a rollback or repair never waits).
+_APPROVED_STEPS = frozenset(
+    {ActionKind.CREATE_KEY, ActionKind.DEACTIVATE_KEY, ActionKind.DELETE_KEY}
+)
+
+
+def _approved(
+    pp: PolicyPlan, done: Sequence[ActionResult], approvers: tuple[str, ...]
+) -> tuple[tuple[str, ...], list[tuple[str, str]]]:
+    """Who approved the steps done (when a verified approval allowed any), and the (user, old
+    key) of each rotation it starts here."""
+
+    def covered(action: Action) -> bool:
+        approval = pp.approvals.get(action.user)
+        key = action.replaces if action.kind == ActionKind.CREATE_KEY else action.key
+        return approval is not None and approval.old_key == key
+
+    allowed = [r.action for r in done if r.ok and r.action.kind in _APPROVED_STEPS]
+    allowed = [a for a in allowed if covered(a)]
+    if not approvers or not allowed:
+        return (), []
+    started = [(a.user, a.replaces or "") for a in allowed if a.kind == ActionKind.CREATE_KEY]
+    return approvers, started
 
 
 def _held(target: BoundTarget) -> str | None:

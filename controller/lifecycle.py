@@ -7,9 +7,10 @@ checks every function here against it, so the table is the lifecycle.
 
 The planner decides *which* situation a user is in and calls the builders below for the status
 that goes with it; the executor calls `on_success`, `on_failure` and `on_intent`; `keyrotor
-resume` calls `on_resume`; approvals are used up by `approvals_left`. Nothing else writes a
-`UserStatus`. Each status carries its reason and the English rendered from it, built only from
-facts that stay the same from run to run, so a run that learns nothing new commits nothing.
+resume` calls `on_resume`; `approvals_left` says when the approvals file is used up. Nothing
+else writes a `UserStatus`. Each status carries its reason and the English rendered from it,
+built only from facts that stay the same from run to run, so a run that learns nothing new
+commits nothing.
 """
 
 from __future__ import annotations
@@ -407,11 +408,19 @@ def _resumed(status: UserStatus, before: str) -> UserStatus:
 
 
 def approvals_left(
-    approvals: Mapping[str, Approval], deleted: Iterable[tuple[str, str]]
+    approvals: Mapping[str, Approval], statuses: Mapping[str, UserStatus]
 ) -> dict[str, Approval]:
-    """An approval covers one old key's rotation: it is used up once that key is deleted.
+    """The approvals file to keep: all of it while any entry is in use, else nothing (removed).
 
-    `deleted` holds (user, key id) of the keys deleted this run.
+    An entry covers one old key's rotation and is in use while that key is still the user's
+    (`statuses` are the users' statuses as this run leaves them). The file is never edited entry
+    by entry: an approval counts only while the file is exactly the one a person merged (its
+    blob id is compared with the pull request's), so it stays whole until every entry's old key
+    is gone, and is then removed. An entry whose old key is gone approves nothing any more.
     """
-    gone = set(deleted)
-    return {user: a for user, a in approvals.items() if (user, a.old_key) not in gone}
+    in_use = any(
+        (status := statuses.get(user)) is not None
+        and approval.old_key in (status.old_key, status.new_key)
+        for user, approval in approvals.items()
+    )
+    return dict(approvals) if in_use else {}

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from controller.approvals import approvals_path
 from controller.durations import format_duration
 from controller.policy import Window
-from controller.reasons import Facts, FactValue, Reason
+from controller.reasons import ApprovalRefusal, Facts, FactValue, Reason
 from controller.windows import DEFAULT_HORIZON, WindowState, explain, time_zone
 
 
@@ -160,6 +161,72 @@ def describe_windows(
     return _windows(_F(window_facts(explain(windows, now, horizon))))
 
 
+_REFUSALS: dict[ApprovalRefusal, Callable[[_F], str]] = {
+    ApprovalRefusal.NO_GITHUB_ACCESS: lambda f: (
+        "approvals are verified through GitHub's API and this run has no GitHub access "
+        "(GITHUB_TOKEN and GITHUB_REPOSITORY)"
+    ),
+    ApprovalRefusal.ENTRY_WITHOUT_PROPOSAL: lambda f: (
+        f"the entries for {f.joined('users')} were written before approvals were verified (they "
+        "name no proposal or manifest)"
+    ),
+    ApprovalRefusal.NO_MERGED_PULL_REQUEST: lambda f: (
+        f"no pull request from {f.s('branch')} was ever merged; an approval is keyrotor's merged "
+        f"pull request, never a file pushed to {f.s('base')}"
+    ),
+    ApprovalRefusal.CONTENT_DIFFERS: lambda f: (
+        "it differs from the file of every merged keyrotor pull request (the newest is "
+        f"#{f.s('pull')}); it was changed outside a pull request"
+    ),
+    ApprovalRefusal.NOT_MERGED: lambda f: (
+        f"it is the file of pull request #{f.s('pull')}, which is not merged; it was copied to "
+        f"{f.s('base')} outside the pull request"
+    ),
+    ApprovalRefusal.NOT_OPENED_BY_KEYROTOR: lambda f: (
+        f"pull request #{f.s('pull')} was opened by {f.s('author')}, not by keyrotor"
+    ),
+    ApprovalRefusal.SUPERSEDED: lambda f: (
+        f"it is the file of pull request #{f.s('pull')}, but the newer #{f.s('newer_pull')} was "
+        "merged since; an older proposal was copied back"
+    ),
+    ApprovalRefusal.HEAD_NOT_KEYROTORS: lambda f: (
+        f"pull request #{f.s('pull')} was merged at commit {f.s('head')[:12]}, which keyrotor "
+        "did not push (someone else pushed to its branch); close such a pull request to get a "
+        "fresh one"
+    ),
+    ApprovalRefusal.CHANGES_OTHER_FILES: lambda f: (
+        f"pull request #{f.s('pull')} also changes {f.joined('files')}; an approval changes "
+        f"{approvals_path(f.s('policy'))} only"
+    ),
+    ApprovalRefusal.PROPOSAL_DIFFERS: lambda f: (
+        f"the entries for {f.joined('users')} name another proposal than the one keyrotor pushed "
+        f"in pull request #{f.s('pull')}"
+    ),
+    ApprovalRefusal.NO_REVIEW_BY_A_PERSON: lambda f: (
+        f"nobody but a bot approved or merged pull request #{f.s('pull')}; the policy needs a "
+        "person's approval"
+    ),
+    ApprovalRefusal.MANIFEST_CHANGED: lambda f: (
+        f"the policy's manifest changed after pull request #{f.s('pull')} approved the rotation "
+        f"for {f.joined('users')}"
+    ),
+}
+
+
+def _approval_refused(f: _F) -> str:
+    why = _REFUSALS[ApprovalRefusal(f.s("refusal"))](f)
+    return f"{approvals_path(f.s('policy'))} on {f.s('base')} is not an approval: {why}"
+
+
+def verified_approval(policy: str, pull: int, proposal: str, approvers: tuple[str, ...]) -> str:
+    """The sentence for an approvals file GitHub's API showed to be an approval."""
+    who = ", ".join(approvers) or "nobody (no review required)"
+    return (
+        f"{approvals_path(policy)} is keyrotor's pull request #{pull} (proposal {proposal}), "
+        f"approved by {who}"
+    )
+
+
 _RENDER: dict[Reason, Callable[[_F], str]] = {
     # actions
     Reason.ROTATION_AGE: lambda f: (
@@ -298,6 +365,11 @@ _RENDER: dict[Reason, Callable[[_F], str]] = {
     Reason.NEW_KEY_DELETED: lambda f: (
         f"new key {f.s('key')} was deleted outside keyrotor; targets may hold a key that no "
         "longer works"
+    ),
+    Reason.APPROVAL_REFUSED: _approval_refused,
+    Reason.APPROVAL_UNVERIFIED: lambda f: (
+        f"{approvals_path(f.s('policy'))} was not verified, so nothing in it counts in this run: "
+        f"{f.s('error')}"
     ),
     Reason.AWAITING_RESUME: lambda f: (
         f"rotation rolled back: {f.s('before')}. Fix the cause, then run `keyrotor resume "

@@ -14,7 +14,7 @@ harmless: the next run sees the new IAM state and carries on from there.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -158,19 +158,21 @@ def plan(
     *,
     approvals: Mapping[tuple[str, str], Approval] | None = None,
     external: Mapping[tuple[str, str], checks.ExternalResults] | None = None,
+    findings: Mapping[str, Sequence[Finding]] | None = None,
 ) -> Plan:
     """Decide what to do for every user of every policy.
 
-    `approvals` holds what merged pull requests approved, per (policy, user); `external` holds
-    results of command/http checks per (policy, user).
+    `approvals` holds what merged pull requests approved (as verified), per (policy, user);
+    `external` holds results of command/http checks per (policy, user); `findings` holds what
+    the caller found per policy (an approvals file that is not an approval), shown with it.
     """
     plans = []
     for policy in policies:
         previous = statuses.get(policy.name) or PolicyStatus(policy=policy.name)
         observation = observed.get(policy.name) or PolicyObservation(policy=policy.name)
-        plans.append(
-            plan_policy(policy, observation, previous, now, approvals or {}, external or {})
-        )
+        pp = plan_policy(policy, observation, previous, now, approvals or {}, external or {})
+        found = tuple((findings or {}).get(policy.name, ()))
+        plans.append(replace(pp, findings=(*found, *pp.findings)) if found else pp)
     return Plan(now=now, policies=tuple(plans))
 
 
@@ -862,7 +864,10 @@ def _gated(
             Reason.STEP_NEEDS_APPROVAL,
             {"step": str(kind), "key": key},
         )
-        return Decision(status, findings=(wait,))
+        # Its approval was refused midway (withdrawn, the manifest edited): ask again to carry on.
+        keys = user.observed.keys if user.observed else ()
+        again = Approval(policy.name, user.name, status.old_key or key, key_digest(keys))
+        return Decision(status, findings=(wait,), proposal=again)
     return Decision(status, actions=(user.action(kind, key, reason, facts),))
 
 

@@ -68,6 +68,12 @@ class Reason(StrEnum):
     OLD_KEY_DELETED = "old-key-deleted"
     KEY_DELETED = "key-deleted"
     NEW_KEY_DELETED = "new-key-deleted"
+    # The approvals file on the base branch is not an approval; the facts' `refusal` (an
+    # `ApprovalRefusal` value) says why (controller/github/approval_verify.py).
+    APPROVAL_REFUSED = "approval-refused"
+    # GitHub (or git) could not be asked whether the approvals file is an approval: nothing in it
+    # counts in this run, and no fresh pull request is proposed.
+    APPROVAL_UNVERIFIED = "approval-unverified"
 
     # --- what happened when an action ran (executor) -----------------------------------------
     ACTION_FAILED = "action-failed"
@@ -79,3 +85,20 @@ class Reason(StrEnum):
     OLD_KEY_BUSY = "old-key-busy"
     CHECK_NOT_RUN = "check-not-run"
     CHECK_REPORTED = "check-reported"  # a command or http check: its runner's own summary
+
+
+class ApprovalRefusal(StrEnum):
+    """Why the approvals file on the base branch is not an approval (`Reason.APPROVAL_REFUSED`)."""
+
+    NO_GITHUB_ACCESS = "no-github-access"
+    ENTRY_WITHOUT_PROPOSAL = "entry-without-proposal"
+    NO_MERGED_PULL_REQUEST = "no-merged-pull-request"
+    CONTENT_DIFFERS = "content-differs-from-pull-request"
+    NOT_MERGED = "pull-request-not-merged"
+    NOT_OPENED_BY_KEYROTOR = "not-opened-by-keyrotor"
+    SUPERSEDED = "superseded-by-a-newer-pull-request"
+    HEAD_NOT_KEYROTORS = "head-not-keyrotors"
+    CHANGES_OTHER_FILES = "pull-request-changes-other-files"
+    PROPOSAL_DIFFERS = "proposal-differs-from-pull-request"
+    NO_REVIEW_BY_A_PERSON = "no-review-by-a-person"
+    MANIFEST_CHANGED = "manifest-changed-since-approval"

@@ -18,16 +18,25 @@ from controller.approvals import load as load_approvals
 from controller.aws.inventory import AwsInventory
 from controller.checks import ExternalResults
 from controller.context import RunContext
-from controller.errors import KeyrotorError
+from controller.errors import GitError, KeyrotorError
 from controller.executor import ApplyResult, Executor
 from controller.github.approval_pr import PullOutcome, ensure_approval_pr
+from controller.github.approval_verify import (
+    Refusal,
+    approved_by_trailers,
+    refusal_finding,
+    render,
+    verify,
+)
+from controller.github.client import GitHubError
 from controller.github.user_issues import IssueOutcome, sync_issues
 from controller.gitops.repo import StatusRepo
 from controller.gitops.store import GitStore
 from controller.inventory import PolicyObservation
-from controller.plan import Plan, UserPlan
+from controller.plan import Finding, FindingKind, Plan, UserPlan
 from controller.planner import plan
 from controller.policy import Policy
+from controller.reasons import ApprovalRefusal, Reason
 from controller.secret import AccessKeySecret
 from controller.status import STATUS_DIR
 from controller.statusfiles import PolicyRecords, StatusTree
@@ -108,8 +117,93 @@ def plan_once(ctx: RunContext, ws: Workspace, *, run_checks: bool = False) -> Pl
     return _observe_and_plan(ctx, ws, run_checks=run_checks)[0]
 
 
+# --- approvals: only what GitHub's API verified ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifiedApprovals:
+    """The approvals a run may act on, and what the plan shows about the others."""
+
+    approvals: dict[tuple[str, str], Approval] = field(default_factory=dict)
+    #: Per policy: why its approvals file is not an approval (a fresh one is proposed).
+    findings: dict[str, tuple[Finding, ...]] = field(default_factory=dict)
+    #: Per policy: the `Keyrotor-Approved-By` values of its verified approval.
+    approvers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Policies whose approval GitHub could not be asked about: nothing new is proposed for them.
+    unverified: frozenset[str] = frozenset()
+
+
+def verified_approvals(ctx: RunContext, ws: Workspace, repo: StatusRepo) -> VerifiedApprovals:
+    """The approvals of `ws` that GitHub's API shows are keyrotor's merged, person-approved pull
+    requests (controller/github/approval_verify.py), as committed at HEAD of `repo`.
+
+    An `approval: auto` policy needs no approval: its entries pass as they are (the planner
+    ignores them; they are kept only so the file is removed when done).
+    """
+    approvals: dict[tuple[str, str], Approval] = {}
+    findings: dict[str, tuple[Finding, ...]] = {}
+    approvers: dict[str, tuple[str, ...]] = {}
+    unverified: set[str] = set()
+    wanted: list[tuple[Policy, dict[str, Approval]]] = []
+    for policy in ws.policies:
+        entries = {u: a for (p, u), a in ws.approvals.items() if p == policy.name}
+        if policy.approval != "pull-request":
+            approvals |= {(policy.name, u): a for u, a in entries.items()}
+        elif entries:
+            wanted.append((policy, entries))
+    if not wanted:
+        return VerifiedApprovals(approvals)
+    try:
+        base = repo.base_branch()[1]
+    except GitError as exc:
+        base, no_base = "HEAD", str(exc)
+    else:
+        no_base = ""
+
+    def unverifiable(policy: Policy, error: str) -> None:
+        facts = {"policy": policy.name, "error": error}
+        finding = Finding(
+            policy.name, "*", FindingKind.AWAITING_APPROVAL, Reason.APPROVAL_UNVERIFIED, facts
+        )
+        findings[policy.name] = (finding,)
+        unverified.add(policy.name)
+
+    if not ctx.ci.has_github:
+        for policy, _ in wanted:
+            refused = Refusal(policy.name, ApprovalRefusal.NO_GITHUB_ACCESS, base)
+            findings[policy.name] = (refusal_finding(refused),)
+        return VerifiedApprovals(approvals, findings)
+    with ctx.github() as client:
+        for policy, entries in wanted:
+            if no_base:
+                unverifiable(policy, no_base)
+                continue
+            text = ws.approval_texts[approvals_path(policy.name)]
+            try:
+                verdict = verify(
+                    client,
+                    policy=policy.name,
+                    approvals=entries,
+                    approvals_blob=manifests.git_blob_id(text.encode("utf-8")),
+                    manifest_blob=policy.generation,
+                    bot_login=ctx.ci.bot_login,
+                    require_review=True,
+                    base=base,
+                )
+            except GitHubError as exc:
+                unverifiable(policy, str(exc))
+                continue
+            if isinstance(verdict, Refusal):
+                findings[policy.name] = (refusal_finding(verdict),)
+                continue
+            ctx.echo(f"{policy.name}: {render(verdict)}")
+            approvals |= {(policy.name, u): a for u, a in entries.items()}
+            approvers[policy.name] = tuple(who for _, who in approved_by_trailers(verdict))
+    return VerifiedApprovals(approvals, findings, approvers, frozenset(unverified))
+
+
 def _observe_and_plan(
-    ctx: RunContext, ws: Workspace, *, run_checks: bool
+    ctx: RunContext, ws: Workspace, *, run_checks: bool, verified: VerifiedApprovals | None = None
 ) -> tuple[Plan, dict[str, PolicyRecords]]:
     services = target_services(ctx)
     inventory = AwsInventory(services, values=run_checks)
@@ -118,7 +212,9 @@ def _observe_and_plan(
         p.name: ws.tree.policy(p.name, observed[p.name].account_id or None) for p in ws.policies
     }
     statuses = {name: r.status for name, r in records.items()}
-    first = plan(ws.policies, observed, statuses, ctx.now, approvals=ws.approvals)
+    approvals = verified.approvals if verified else ws.approvals
+    findings = verified.findings if verified else None
+    first = plan(ws.policies, observed, statuses, ctx.now, approvals=approvals, findings=findings)
     wanted = [(pp, up) for pp in first.policies for up in pp.users if up.needs_checks]
     if not run_checks or not wanted:
         return first, records
@@ -134,7 +230,13 @@ def _observe_and_plan(
             secrets=[new_key.secret_access_key] if new_key else [],
         )
     again = plan(
-        ws.policies, observed, statuses, ctx.now, approvals=ws.approvals, external=external
+        ws.policies,
+        observed,
+        statuses,
+        ctx.now,
+        approvals=approvals,
+        external=external,
+        findings=findings,
     )
     return again, records
 
@@ -174,16 +276,19 @@ class Prepared:
     workspace: Workspace
     plan: Plan
     records: dict[str, PolicyRecords]
+    approvals: VerifiedApprovals = field(default_factory=VerifiedApprovals)
 
 
 def prepare(
     ctx: RunContext, repo: StatusRepo, policies: Sequence[str] = (), *, fetch: bool = True
 ) -> Prepared:
-    """Sync the checkout, read what is committed, observe AWS, run the checks, and plan."""
+    """Sync the checkout, read what is committed, verify its approvals, observe AWS, run the
+    checks, and plan."""
     _synced(ctx, repo, fetch)
     ws = open_workspace(repo.root, policies, committed=repo)
-    done, records = _observe_and_plan(ctx, ws, run_checks=True)
-    return Prepared(ws, done, records)
+    verified = verified_approvals(ctx, ws, repo)
+    done, records = _observe_and_plan(ctx, ws, run_checks=True, verified=verified)
+    return Prepared(ws, done, records, verified)
 
 
 def execute(
@@ -195,7 +300,12 @@ def execute(
 ) -> ApplyResult:
     """Carry out a prepared plan and publish what happened."""
     executor = Executor(ctx, repo, target_services(ctx), sleep=sleep)
-    return executor.apply(prepared.plan, prepared.records, prepared.workspace.approval_texts)
+    return executor.apply(
+        prepared.plan,
+        prepared.records,
+        prepared.workspace.approval_texts,
+        prepared.approvals.approvers,
+    )
 
 
 def apply_once(
@@ -222,21 +332,27 @@ def reconcile_once(
     """Apply, then keep approval pull requests and per-user issues in step with the status
     this run wrote (not the plan before it, so a rollback gets its issue in the same run)."""
     with StatusRepo.open(repo_path, push_token=ctx.ci.token) as repo:
-        _synced(ctx, repo, fetch)
-        ws = open_workspace(repo.root, policies, committed=repo)
-        done, records = _observe_and_plan(ctx, ws, run_checks=True)
-        applied = Executor(ctx, repo, target_services(ctx)).apply(done, records, ws.approval_texts)
+        prepared = prepare(ctx, repo, policies, fetch=fetch)
+        done, verified = prepared.plan, prepared.approvals
+        applied = execute(ctx, repo, prepared)
         result = ReconcileResult(done, applied)
         if not ctx.ci.has_github:
             return result
         result.github = True
         with ctx.github() as client:
             result.pulls = [
-                ensure_approval_pr(repo, client, pp)
+                ensure_approval_pr(
+                    repo, client, pp, proposal=ctx.run_id, bot_login=ctx.ci.bot_login
+                )
                 for pp in done.policies
                 if pp.policy.approval == "pull-request"
+                and pp.policy.name not in verified.unverified
             ]
-            observed = {pp.policy.name for pp in done.policies if not pp.findings}
+            observed = {
+                pp.policy.name
+                for pp in done.policies
+                if not any(f.reason == Reason.CANNOT_OBSERVE for f in pp.findings)
+            }
             statuses = {name: st for name, st in applied.statuses.items() if name in observed}
             sources = {pp.policy.name: pp.policy.source.path for pp in done.policies}
             result.issues = sync_issues(client, statuses, sources, ctx.now)

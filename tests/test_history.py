@@ -29,10 +29,13 @@ def record(
     *,
     body: list[str] | None = None,
     when: datetime | None = None,
+    approved_by: list[str] | None = None,
 ) -> str:
-    """Commit one status change carrying `Keyrotor-Policy` (if given) and `Keyrotor-Step`s."""
+    """Commit one status change carrying `Keyrotor-Policy` (if given), `Keyrotor-Step`s and
+    `Keyrotor-Approved-By`s."""
     trailers = [("Keyrotor-Policy", policy)] if policy else []
     trailers += [("Keyrotor-Step", step) for step in steps]
+    trailers += [("Keyrotor-Approved-By", who) for who in approved_by or []]
     with StatusRepo.open(root) as repo:
         counter = len(repo.read_files("status").get("status/counter", ""))
         sha = repo.commit(
@@ -145,7 +148,7 @@ def test_reads_history_without_a_git_call_per_commit(
 
     monkeypatch.setattr(history, "run_git", counting)
     assert len(read_history(root)) == 3
-    assert commands.count("log") == 2  # the steps, and the merges that approved rotations
+    assert commands.count("log") == 1
     assert set(commands) <= {"log", "rev-parse"}
 
 
@@ -211,7 +214,42 @@ def test_text_without_entries_says_so() -> None:
 SECOND = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 
 
-def test_an_approval_merge_sorts_between_its_proposal_and_later_steps_in_one_second(
+def test_an_approve_step_is_credited_to_each_verified_approver_not_the_commit_author(
+    root: Path,
+) -> None:
+    sha = record(
+        root,
+        "payments",
+        ["alice create-key AKIANEW", "alice approve AKIAOLD"],
+        approved_by=["carol (#7)", "dave (#7)"],
+    )
+    assert [(e.commit, e.action, e.key, e.author) for e in read_history(root)] == [
+        (sha, "create-key", "AKIANEW", "Test User <test@example.com>"),
+        (sha, "approve", "AKIAOLD", "carol"),
+        (sha, "approve", "AKIAOLD", "dave"),
+    ]
+
+
+def test_an_approve_step_without_a_verified_approver_is_not_history(root: Path) -> None:
+    record(root, "payments", ["alice approve AKIAOLD"], approved_by=["not a login"])
+    record(root, "payments", ["bob approve AKIAOLD"])
+    assert read_history(root) == []
+
+
+def test_merging_a_proposal_by_hand_is_not_an_approval(root: Path) -> None:
+    """Who merged is whatever the merge commit's author says: history never credits it."""
+    with git.Repo(root) as repo:
+        repo.git.checkout("-b", "keyrotor/payments")
+        record(root, "payments", ["alice propose AKIA0"])
+        repo.git.checkout("main")
+        repo.git.merge(
+            "--no-ff", "keyrotor/payments", "-m", "Merge pull request #1",
+            env={"GIT_AUTHOR_NAME": "Alice Reviewer", "GIT_AUTHOR_EMAIL": "alice@example.com"},
+        )  # fmt: skip
+    assert [e.action for e in read_history(root)] == ["propose"]
+
+
+def test_steps_within_one_second_are_newest_commit_first(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GIT_COMMITTER_DATE", "2026-05-01T10:00:00Z")
@@ -221,8 +259,10 @@ def test_an_approval_merge_sorts_between_its_proposal_and_later_steps_in_one_sec
         record(root, "payments", ["alice propose AKIA0"], when=SECOND)
         repo.git.checkout("main")
         repo.git.merge("--no-ff", "keyrotor/payments", "-m", "Merge pull request #1")
-    for n in range(1, 4):
+    record(root, "payments", ["alice create-key AKIA1", "alice approve AKIA0"], when=SECOND,
+           approved_by=["carol (#1)"])  # fmt: skip
+    for n in range(2, 4):
         record(root, "payments", [f"alice step{n} AKIA{n}"], when=SECOND)
     assert [e.action for e in read_history(root)] == [
-        "step3", "step2", "step1", "approve", "propose"
+        "step3", "step2", "create-key", "approve", "propose"
     ]  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -113,9 +114,23 @@ def test_a_step_replayed_on_a_record_that_already_has_it_changes_nothing_more() 
     assert twice == once
 
 
-def test_an_approval_is_used_up_when_its_old_key_is_deleted() -> None:
+def test_the_approvals_file_is_kept_whole_while_any_old_key_it_names_is_in_use() -> None:
+    from controller.approvals import Approval
+
+    approvals = {
+        "bot": Approval("ci", "bot", OLD, "sha256:x"),
+        "done": Approval("ci", "done", "AKIAGONE", "sha256:y"),
+    }
+    rotating = replace(status_in(Phase.AWAITING_USE), old_key=OLD, new_key=NEW)
+    finished = replace(status_in(Phase.CURRENT), old_key="AKIANEXT", new_key=None)
+    kept = lifecycle.approvals_left(approvals, {"bot": rotating, "done": finished})
+    assert kept == approvals, "an entry is never dropped alone: the file stays as merged"
+
+
+def test_the_approvals_file_is_removed_once_every_old_key_it_names_is_gone() -> None:
     from controller.approvals import Approval
 
     approvals = {"bot": Approval("ci", "bot", OLD, "sha256:x")}
-    assert lifecycle.approvals_left(approvals, [("bot", NEW)]) == approvals
-    assert lifecycle.approvals_left(approvals, [("bot", OLD)]) == {}
+    after_delete = replace(status_in(Phase.CURRENT), old_key=NEW, new_key=None)
+    assert lifecycle.approvals_left(approvals, {"bot": after_delete}) == {}
+    assert lifecycle.approvals_left(approvals, {}) == {}, "a user no longer managed"

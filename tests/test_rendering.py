@@ -77,6 +77,15 @@ FACTS: Facts = {
     "holders": ("aws-ssm-parameter /ci/bot holds nothing",),
     "target": "aws-secrets-manager ci/bot",
     "targets": ("aws-secrets-manager ci/bot",),
+    "refusal": "head-not-keyrotors",
+    "base": "main",
+    "branch": "keyrotor/ci",
+    "pull": 3,
+    "newer_pull": 4,
+    "head": "a" * 40,
+    "files": (".github/workflows/x.yml",),
+    "users": ("bot",),
+    "author": "mallory",
 }
 POLICY = Policy(
     name="ci",

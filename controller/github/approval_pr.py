@@ -1,11 +1,17 @@
 """One approval pull request per `approval: pull-request` policy, kept in step with the plan.
 
-The pull request (branch `keyrotor/<policy>`) changes `approvals/<policy>.yaml`; merging it is
-the approval, and the merge commit records who approved. keyrotor opens it when rotations become
-due, updates it in place only when the proposed keys change (never for ages or timestamps),
-closes it with a comment when nothing is due any more, and never overwrites a commit a person
-pushed to the branch: it comments instead. The body is also updated when the findings a reviewer
-should see change (a key became overdue, a user is blocked, drift), never for ages alone.
+The pull request (branch `keyrotor/<policy>`) changes `approvals/<policy>.yaml`; a person merging
+or approving it is the approval, as GitHub's API shows it (controller/github/approval_verify.py).
+keyrotor opens it when rotations become due, updates it in place only when the proposed keys
+change (never for ages or timestamps), and closes it with a comment when nothing is due any more.
+The body is also updated when the findings a reviewer should see change (a key became overdue, a
+user is blocked, drift), never for ages alone.
+
+Each proposal is stamped with its own id (the run that proposes it) and the manifest's blob id:
+every entry of the file, including those carried over from the approvals file in use, so each
+proposal's file is unique. After every push keyrotor attests the commit it pushed (a COMMENT
+review on it). A head keyrotor did not attest is a commit someone else pushed: keyrotor never
+overwrites it, and comments instead (closing the pull request gets a fresh one).
 """
 
 from __future__ import annotations
@@ -13,11 +19,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from controller import commits
 from controller.approvals import Approval, approvals_path
 from controller.approvals import dump as dump_approvals
+from controller.github.approval_verify import approval_branch, attest, attested_proposal
 from controller.github.client import GitHubClient, PullRequest
 from controller.gitops.repo import StatusRepo
 from controller.plan import Finding, FindingKind, PolicyPlan
@@ -25,7 +32,6 @@ from controller.plan import Finding, FindingKind, PolicyPlan
 #: Findings a reviewer of an approval should see; their set (not their wording) is in the marker.
 REVIEWER_FINDINGS = frozenset({FindingKind.OVERDUE, FindingKind.BLOCKED, FindingKind.DRIFT})
 
-BRANCH_PREFIX = "keyrotor/"
 _MARKER = re.compile(
     r"<!-- keyrotor:approval policy=(\S+) digest=(\S+)(?: view=(\S+))? base=(\S+) -->"
 )
@@ -48,7 +54,8 @@ def _sha(text: str) -> str:
 
 
 def proposal_digest(proposals: Mapping[str, Approval]) -> str:
-    """Identifies the proposed keys: a change means a new commit on the branch."""
+    """Identifies the proposed keys (new and carried over): a change means a new commit on the
+    branch. Proposal ids and manifests are not in it: they are stamped on each new commit."""
     return _sha(";".join(f"{u}:{a.old_key}:{a.digest}" for u, a in sorted(proposals.items())))
 
 
@@ -107,24 +114,31 @@ def pr_body(
         "",
         "### What happens when you merge",
         "",
-        "1. The next `keyrotor reconcile` creates a second key for each user above, confirms it "
-        "works and writes it to every target.",
+        "1. The next `keyrotor reconcile` carries on the rotation of each user above: it creates "
+        "a second key (unless one exists already), confirms it works and writes it to every "
+        "target.",
         f"2. The old key is deactivated no sooner than {policy.deactivate_after.days}d later, and "
         "only once the application uses the new key and every check passes.",
-        f"3. After {policy.delete_after.days}d more the old key is deleted; this approval is "
-        "removed by that status commit.",
+        f"3. After {policy.delete_after.days}d more the old key is deleted; once every old key "
+        "in the file is, the status commit removes the file.",
         "",
-        "The approval is for exactly the keys listed. If they change before the merge takes "
-        "effect, keyrotor refuses it as stale and opens a fresh pull request.",
+        "The approval is for exactly the keys listed, in exactly the commit keyrotor pushed. If "
+        "the keys change before the merge takes effect, keyrotor refuses it as stale and opens a "
+        "fresh pull request. A commit anyone else pushes to this branch voids the approval: close "
+        "the pull request instead, and keyrotor opens a fresh one.",
         "",
         f"<!-- keyrotor:approval policy={policy.name} digest={digest} view={view} base={base} -->",
     ]
     return "\n".join(lines) + "\n"
 
 
-def ensure_approval_pr(repo: StatusRepo, client: GitHubClient, pp: PolicyPlan) -> PullOutcome:
+def ensure_approval_pr(
+    repo: StatusRepo, client: GitHubClient, pp: PolicyPlan, *, proposal: str, bot_login: str
+) -> PullOutcome:
+    """Open, update or close the policy's approval pull request. `proposal` is this proposal's
+    id (the run's id), `bot_login` the login keyrotor's token acts as."""
     policy = pp.policy.name
-    branch = BRANCH_PREFIX + policy
+    branch = approval_branch(policy)
     proposals = {u.user: u.proposal for u in pp.users if u.proposal is not None}
     existing = client.list_pulls(head=branch, state="open")
     pr = existing[0] if existing else None
@@ -138,9 +152,14 @@ def ensure_approval_pr(repo: StatusRepo, client: GitHubClient, pp: PolicyPlan) -
         )
         client.update_pull(pr.number, state="closed")
         return PullOutcome(policy, "closed", pr.number)
-    digest, view = proposal_digest(proposals), view_digest(reviewer_findings(pp))
+    # The approvals in use are carried over: the merged file replaces the whole file.
+    proposed = {**pp.approvals, **proposals}
+    digest, view = proposal_digest(proposed), view_digest(reviewer_findings(pp))
     title = pr_title(policy, proposals)
     if pr is not None:
+        held = _held_by_a_person(client, policy, pr, pr.head_sha, digest, bot_login)
+        if held is not None:
+            return held
         shown_digest, shown_view = marker(pr.body)
         if shown_digest == digest:
             if shown_view == view:
@@ -150,11 +169,15 @@ def ensure_approval_pr(repo: StatusRepo, client: GitHubClient, pp: PolicyPlan) -
             return PullOutcome(policy, "updated", pr.number, "the findings changed")
     base = repo.head()
     current = repo.fetch_branch(branch)
-    if pr is not None and current is not None:
-        held = _held_by_a_person(repo, client, pr, policy, (base, current), digest)
+    if pr is not None and current not in (None, pr.head_sha):
+        held = _held_by_a_person(client, policy, pr, current or "", digest, bot_login)
         if held is not None:
             return held
-    files = {approvals_path(policy): dump_approvals(policy, {**pp.approvals, **proposals}) or ""}
+    stamped = {
+        user: replace(a, proposal=proposal, manifest=pp.policy.generation)
+        for user, a in proposed.items()
+    }
+    files = {approvals_path(policy): dump_approvals(policy, stamped) or ""}
     message = commits.propose_commit(
         policy, [(u, a.old_key, a.digest) for u, a in proposals.items()]
     )
@@ -162,10 +185,12 @@ def ensure_approval_pr(repo: StatusRepo, client: GitHubClient, pp: PolicyPlan) -
     repo.push_branch(sha, branch, expected=current)
     body = pr_body(pp, proposals, digest, view, base)
     if pr is not None:
+        attest(client, pr.number, head_sha=sha, proposal=proposal)
         client.update_pull(pr.number, title=title, body=body)
         return PullOutcome(policy, "updated", pr.number)
     _, base_branch = repo.base_branch()
     created = client.create_pull(title=title, head=branch, base=base_branch, body=body)
+    attest(client, created.number, head_sha=sha, proposal=proposal)
     return PullOutcome(policy, "opened", created.number)
 
 
@@ -175,23 +200,20 @@ def _base_of(body: str | None) -> str | None:
 
 
 def _held_by_a_person(
-    repo: StatusRepo,
-    client: GitHubClient,
-    pr: PullRequest,
-    policy: str,
-    span: tuple[str, str],
-    digest: str,
+    client: GitHubClient, policy: str, pr: PullRequest, head: str, digest: str, bot_login: str
 ) -> PullOutcome | None:
-    """A branch with a person's commit is theirs now: say what changed instead of pushing."""
-    me = repo.own_email()
-    if all(author == me for author in repo.authors_between(*span)):
+    """A branch whose `head` keyrotor did not attest has someone else's commit: it is theirs now.
+    Say so once per proposal instead of pushing (its approval would be refused anyway)."""
+    reviews = client.list_reviews(pr.number)
+    if attested_proposal(reviews, bot_login=bot_login, head_sha=head) is not None:
         return None
     note = f"<!-- keyrotor:held digest={digest} -->"
     if not any(note in c.body for c in client.list_comments(pr.number)):
         client.create_comment(
             pr.number,
-            "The plan changed, but this branch has commits that keyrotor did not make, so it "
-            "leaves the branch alone. Close this pull request to get a fresh one, or update "
-            f"`approvals/` yourself.\n\n{note}",
+            f"The head of this branch, {head[:12]}, is a commit keyrotor did not push, so "
+            "keyrotor leaves the branch alone, and merging this pull request would approve "
+            "nothing. Close this pull request to get a fresh one.\n\n"
+            f"{note}",
         )
-    return PullOutcome(policy, "held", pr.number, "the branch has a person's commits")
+    return PullOutcome(policy, "held", pr.number, "the branch has someone else's commit")

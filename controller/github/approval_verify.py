@@ -5,8 +5,9 @@ approved a rotation, and the history credited it to a commit author anyone can s
 on main counts only when GitHub's API shows that it is the head of keyrotor's own approval pull
 request, merged, and (for `approval: pull-request`) approved or merged by a person. `verify`
 decides this for one policy; it returns a `VerifiedApproval` (who approved, in which pull request)
-or a `Refusal` whose `Reason` says why not. A refused file is never an approval; the caller
-proposes afresh.
+or a `Refusal` whose `reason` (an `ApprovalRefusal`) says why not. A refused file is never an
+approval; the caller proposes afresh. `refusal_finding` is how the plan shows a refusal (its
+English is in controller/messages.py, like every other reason's).
 
 What keyrotor must do when it proposes (the other half of the contract):
 
@@ -85,13 +86,15 @@ Blob ids are hashes of content, so equal blob ids mean equal files.
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from controller import commits, messages, reasons
 from controller.approvals import Approval, approvals_path
 from controller.github.client import GitHubClient, PullRequest, Review
+from controller.plan import Finding, FindingKind
+from controller.reasons import ApprovalRefusal, Facts
 
 #: Where keyrotor proposes approvals: one branch per policy.
 BRANCH_PREFIX = "keyrotor/"
@@ -100,28 +103,14 @@ DEFAULT_BOT_LOGIN = "github-actions[bot]"
 #: The environment variable naming the login of keyrotor's token (a GitHub App's `<slug>[bot]`).
 BOT_LOGIN_VARIABLE = "KEYROTOR_BOT_LOGIN"
 
+#: Why a file is refused (`controller.reasons.ApprovalRefusal`; its English is in messages).
+Reason = ApprovalRefusal
+
 _ATTESTATION = re.compile(r"<!-- keyrotor:pushed proposal=(\S+) -->")
 #: Review states that decide a reviewer's verdict; COMMENTED and PENDING do not.
 _DECISIVE = frozenset({"APPROVED", "CHANGES_REQUESTED", "DISMISSED"})
 #: How a proposal's file may appear in its pull request's changed files.
 _PROPOSED = frozenset({"added", "modified"})
-
-
-class Reason(enum.Enum):
-    """Why the approvals file on main is not an approval."""
-
-    NO_GITHUB_ACCESS = "no-github-access"
-    ENTRY_WITHOUT_PROPOSAL = "entry-without-proposal"
-    NO_MERGED_PULL_REQUEST = "no-merged-pull-request"
-    CONTENT_DIFFERS = "content-differs-from-pull-request"
-    NOT_MERGED = "pull-request-not-merged"
-    NOT_OPENED_BY_KEYROTOR = "not-opened-by-keyrotor"
-    SUPERSEDED = "superseded-by-a-newer-pull-request"
-    HEAD_NOT_KEYROTORS = "head-not-keyrotors"
-    CHANGES_OTHER_FILES = "pull-request-changes-other-files"
-    PROPOSAL_DIFFERS = "proposal-differs-from-pull-request"
-    NO_REVIEW_BY_A_PERSON = "no-review-by-a-person"
-    MANIFEST_CHANGED = "manifest-changed-since-approval"
 
 
 @dataclass(frozen=True)
@@ -309,88 +298,48 @@ def _users(approvals: Mapping[str, Approval], test: Callable[[Approval], bool]) 
     return tuple(sorted(user for user, a in approvals.items() if test(a)))
 
 
-# --- English (to move to controller/messages.py) -------------------------------------------------
+# --- as the plan and people see it --------------------------------------------------------------
+
+
+def refusal_facts(refusal: Refusal) -> Facts:
+    """A refusal's facts, as a finding carries them (`Reason.APPROVAL_REFUSED`)."""
+    return {
+        "refusal": str(refusal.reason),
+        "policy": refusal.policy,
+        "base": refusal.base,
+        "branch": approval_branch(refusal.policy),
+        "pull": refusal.pull,
+        "newer_pull": refusal.newer_pull,
+        "head": refusal.head_sha,
+        "files": refusal.files,
+        "users": refusal.users,
+        "author": refusal.author,
+    }
+
+
+def refusal_finding(refusal: Refusal) -> Finding:
+    """The plan's finding for a refused approvals file: the policy awaits a (fresh) approval."""
+    return Finding(
+        refusal.policy,
+        "*",
+        FindingKind.AWAITING_APPROVAL,
+        reasons.Reason.APPROVAL_REFUSED,
+        refusal_facts(refusal),
+    )
 
 
 def render(verdict: Verdict) -> str:
-    """One sentence for a refusal or a verified approval."""
+    """One sentence for a refusal or a verified approval (the English is controller.messages')."""
     if isinstance(verdict, VerifiedApproval):
-        who = ", ".join(verdict.approvers) or "nobody (no review required)"
-        return (
-            f"approvals/{verdict.policy}.yaml is keyrotor's pull request #{verdict.pull} "
-            f"(proposal {verdict.proposal}), approved by {who}"
+        return messages.verified_approval(
+            verdict.policy, verdict.pull, verdict.proposal, verdict.approvers
         )
-    r = verdict
-    file = f"{approvals_path(r.policy)} on {r.base}"
-    pr = f"#{r.pull}" if r.pull is not None else ""
-    users = ", ".join(r.users)
-    match r.reason:
-        case Reason.NO_GITHUB_ACCESS:
-            text = (
-                f"{file} is not an approval: approvals are verified through GitHub's API and "
-                "this run has no GitHub access (GITHUB_TOKEN and GITHUB_REPOSITORY)"
-            )
-        case Reason.ENTRY_WITHOUT_PROPOSAL:
-            text = (
-                f"{file} is not an approval: the entries for {users} were written before "
-                "approvals were verified (they name no proposal or manifest)"
-            )
-        case Reason.NO_MERGED_PULL_REQUEST:
-            text = (
-                f"{file} is not an approval: no pull request from {approval_branch(r.policy)} "
-                f"was ever merged; an approval is keyrotor's merged pull request, never a file "
-                f"pushed to {r.base}"
-            )
-        case Reason.CONTENT_DIFFERS:
-            text = (
-                f"{file} is not an approval: it differs from the file of every merged keyrotor "
-                f"pull request (the newest is {pr}); it was changed outside a pull request"
-            )
-        case Reason.NOT_MERGED:
-            text = (
-                f"{file} is not an approval: it is the file of pull request {pr}, which is not "
-                f"merged; it was copied to {r.base} outside the pull request"
-            )
-        case Reason.NOT_OPENED_BY_KEYROTOR:
-            text = (
-                f"{file} is not an approval: pull request {pr} was opened by {r.author}, not by "
-                "keyrotor"
-            )
-        case Reason.SUPERSEDED:
-            text = (
-                f"{file} is not an approval: it is the file of pull request {pr}, but the newer "
-                f"#{r.newer_pull} was merged since; an older proposal was copied back"
-            )
-        case Reason.HEAD_NOT_KEYROTORS:
-            text = (
-                f"{file} is not an approval: pull request {pr} was merged at commit "
-                f"{(r.head_sha or '')[:12]}, which keyrotor did not push (someone else pushed "
-                "to its branch); close such a pull request to get a fresh one"
-            )
-        case Reason.CHANGES_OTHER_FILES:
-            text = (
-                f"{file} is not an approval: pull request {pr} also changes "
-                + ", ".join(r.files)
-                + f"; an approval changes {approvals_path(r.policy)} only"
-            )
-        case Reason.PROPOSAL_DIFFERS:
-            text = (
-                f"{file} is not an approval: the entries for {users} name another proposal "
-                f"than the one keyrotor pushed in pull request {pr}"
-            )
-        case Reason.NO_REVIEW_BY_A_PERSON:
-            text = (
-                f"{file} is not an approval: nobody but a bot approved or merged pull request "
-                f"{pr}; the policy needs a person's approval"
-            )
-        case Reason.MANIFEST_CHANGED:
-            text = (
-                f"{file} is not an approval: the policy's manifest changed after pull request "
-                f"{pr} approved the rotation for {users}"
-            )
-    return text
+    return messages.render(reasons.Reason.APPROVAL_REFUSED, refusal_facts(verdict))
 
 
 def approved_by_trailers(verified: VerifiedApproval) -> list[tuple[str, str]]:
     """`Keyrotor-Approved-By: <login> (#<pull request>)`, one per approver (for commits.py)."""
-    return [("Keyrotor-Approved-By", f"{login} (#{verified.pull})") for login in verified.approvers]
+    return [
+        (commits.APPROVED_BY, commits.approved_by(login, verified.pull))
+        for login in verified.approvers
+    ]

@@ -5,6 +5,11 @@ Each commit keyrotor makes for a policy carries `Keyrotor-Policy: <name>` and on
 (`%(trailers)` in one `git log`), so only the trailer block counts: a body line that merely looks
 like a trailer is not history. A commit's first `Keyrotor-Policy` trailer names its policy; a step
 that is not three words is skipped.
+
+An `approve` step is credited to the people its commit's `Keyrotor-Approved-By` trailers name
+(one entry each): the logins GitHub's API showed merged or approved keyrotor's pull request,
+never a commit's author, which whoever commits can set. An `approve` step without them is not
+history.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from controller.timefmt import to_iso
 
 POLICY_TRAILER: Final = commits.POLICY
 STEP_TRAILER: Final = commits.STEP
+APPROVED_BY_TRAILER: Final = commits.APPROVED_BY
 
 _FIELD = "\x1f"
 _VALUE = "\x1e"
@@ -33,6 +39,7 @@ _FORMAT = "%x1f".join(
         "%s",
         f"%(trailers:key={POLICY_TRAILER},valueonly,unfold,separator=%x1e)",
         f"%(trailers:key={STEP_TRAILER},valueonly,unfold,separator=%x1e)",
+        f"%(trailers:key={APPROVED_BY_TRAILER},valueonly,unfold,separator=%x1e)",
     ]
 )
 
@@ -69,72 +76,46 @@ def read_history(
     status, out, err = _log(repo, ref)
     if status != 0:
         raise GitError(f"cannot read history of {ref} in {root}: {redact(err.strip())}")
-    entries = _entries(out, set(users), set(policies))
-    order, approvals = _approvals(repo, ref, set(users), set(policies))
     # Newest first, in git's --date-order (a child before its parents even within one second);
-    # the sort is stable, so the steps of one commit keep their order.
-    position = {sha: index for index, sha in enumerate(order)}
-    return sorted([*entries, *approvals], key=lambda e: position.get(e.commit, len(position)))
+    # the steps of one commit keep their order.
+    return _entries(out, set(users), set(policies))
 
 
 def _log(repo: Checkout, *revisions: str) -> tuple[int, str, str]:
     return run_git(
-        repo, "log", "-z", "--no-show-signature", "--no-color",
+        repo, "log", "-z", "--date-order", "--no-show-signature", "--no-color",
         "--regexp-ignore-case", "--fixed-strings", f"--grep={POLICY_TRAILER}",
         f"--format={_FORMAT}", "--end-of-options", *revisions, "--",
     )  # fmt: skip
-
-
-def _approvals(
-    repo: Checkout, ref: str, wanted_users: set[str], wanted_policies: set[str]
-) -> tuple[list[str], list[HistoryEntry]]:
-    """Every commit in --date-order, and an `approve` entry per merge that brought in
-    keyrotor's `propose` steps: the person who merged approved them."""
-    status, out, _ = run_git(
-        repo, "log", "-z", "--date-order", "--format=%H%x1f%cI%x1f%an <%ae>%x1f%s%x1f%P",
-        "--end-of-options", ref, "--",
-    )  # fmt: skip
-    order: list[str] = []
-    approvals: list[HistoryEntry] = []
-    for record in out.split("\0") if status == 0 else ():
-        fields = record.strip("\n").split(_FIELD)
-        if len(fields) != 5:
-            continue
-        order.append(fields[0])
-        if len(fields[4].split()) < 2:
-            continue
-        sha, committed, author, subject, parents = fields
-        first, second = parents.split()[:2]
-        status, branch_log, _ = _log(repo, second, f"^{first}")
-        if status != 0:
-            continue
-        for step in _entries(branch_log, wanted_users, wanted_policies):
-            if step.action == commits.PROPOSE_STEP:
-                approvals.append(
-                    HistoryEntry(sha, datetime.fromisoformat(committed), author, step.policy,
-                                 step.user, "approve", step.key, subject)
-                )  # fmt: skip
-    return order, approvals
 
 
 def _entries(out: str, wanted_users: set[str], wanted_policies: set[str]) -> list[HistoryEntry]:
     entries: list[HistoryEntry] = []
     for record in out.split("\0"):
         fields = record.strip("\n").split(_FIELD)
-        if len(fields) != 6:
+        if len(fields) != 7:
             continue
-        sha, committed, author, subject, policy_values, step_values = fields
+        sha, committed, author, subject, policy_values, step_values, approver_values = fields
         policy = next((v.strip() for v in policy_values.split(_VALUE) if v.strip()), "")
         if not policy or (wanted_policies and policy not in wanted_policies):
             continue
         time = datetime.fromisoformat(committed)
+        approvers = [
+            found[0]
+            for value in approver_values.split(_VALUE)
+            if (found := commits.parse_approved_by(value)) is not None
+        ]
         for value in step_values.split(_VALUE):
             step = commits.parse_step(value)
             if step is None or (wanted_users and step.user not in wanted_users):
                 continue
-            entries.append(
-                HistoryEntry(sha, time, author, policy, step.user, step.action, step.key, subject)
+            who = (
+                list(dict.fromkeys(approvers)) if step.action == commits.APPROVE_STEP else [author]
             )
+            entries += [
+                HistoryEntry(sha, time, name, policy, step.user, step.action, step.key, subject)
+                for name in who
+            ]
     return entries
 
 

@@ -3,7 +3,7 @@
 It is a `GitStore` (`store.py`: `sync`, `publish`, `read_files`: the API new code uses) plus
 
 * the approval pull requests' side branches: `base_branch`, `fetch_branch`, `commit_on`,
-  `push_branch`, `authors_between`, `own_email`;
+  `push_branch`;
 * the older whole-commit API, kept until the executor and `resume` move to `publish`:
   `commit` (commits exactly the given paths with plumbing: no hooks, other staged or dirty files
   left alone, no empty commit), `push_intent` (publishes the intent before anything touches AWS;
@@ -173,15 +173,6 @@ class StatusRepo(GitStore):
         if status != 0:
             raise GitError(f"cannot fetch {remote}/{branch}: {self._summary(err)}")
         return sha
-
-    def authors_between(self, base: str, tip: str) -> list[str]:
-        """Author emails of the commits on `tip` that `base` lacks, newest first."""
-        out = self._out("log", "--format=%ae", f"{base}..{tip}", "--")
-        return [line for line in out.splitlines() if line]
-
-    def own_email(self) -> str:
-        ident = self._out("var", "GIT_AUTHOR_IDENT", env=self._identity_env())
-        return ident.rsplit("<", 1)[-1].split(">")[0]
 
     def commit_on(
         self,
