@@ -378,8 +378,10 @@ class Executor:
                     )
                 if self._holders(targets, key) != [t for t in targets if t.readable]:
                     raise PreconditionFailed(f"not every target holds key {key}")
-        elif own.keys:
-            raise PreconditionFailed(f"{action.user} is already recorded in IAM; nothing to adopt")
+        elif any(k in keys and own.owns(k, keys[k]["CreateDate"]) for k in own.keys):
+            raise PreconditionFailed(
+                f"{action.user} has a key recorded as keyrotor's already; nothing to adopt"
+            )
         owned = {**self._owned(own, keys), **{k: keys[k]["CreateDate"] for k in ids}}
         self._record_keys(policy, iam, action.user, owned)
         if orphan:

@@ -422,7 +422,18 @@ def narrow(
             )
     user = replace(user, status=status, notes=tuple(notes))
 
-    # 5. Nothing owned: nothing to rotate, or keys keyrotor does not own.
+    # 5. Nothing owned: nothing to rotate, or keys keyrotor does not own. When every key the
+    #    tags recorded is gone and one key is left, that key is adopted, as at first sight.
+    if old is None and len(unowned) == 1 and own.recorded and not owned:
+        left = unowned.pop()
+        first.append(
+            user.action(
+                ActionKind.ADOPT_KEY, left.id, Reason.ADOPTED, {"keys": (left.id,), "user": name}
+            )
+        )
+        old = left
+        status = replace(status, old_key=left.id, old_key_created=left.created)
+        user = replace(user, status=status, first=tuple(first))
     if old is None:
         if len(unowned) > 1:
             return replace(user, situation=Situation.TWO_UNMANAGED, unmanaged=tuple(unowned))
