@@ -20,6 +20,7 @@ REGION: Final = "us-east-1"
 CONTROL_PREFIX: Final = "/_sandbox/"
 CLOCK_PATH: Final = CONTROL_PREFIX + "clock"
 REQUESTS_PATH: Final = CONTROL_PREFIX + "requests"
+SEED_PATH: Final = CONTROL_PREFIX + "seed"
 
 #: The first line the server prints on stdout once it accepts connections, followed by its URL.
 READY_MARKER: Final = "keyrotor-sandbox ready"

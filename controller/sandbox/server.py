@@ -33,6 +33,7 @@ from controller.sandbox.config import (
     CONTROL_PREFIX,
     READY_MARKER,
     REQUESTS_PATH,
+    SEED_PATH,
     format_instant,
     parse_instant,
 )
@@ -144,6 +145,8 @@ class ControlRoutes:
             if environ.get("REQUEST_METHOD") == "DELETE":
                 self.log.clear()
             return _json(start_response, "200 OK", {"requests": self.log.snapshot()})
+        if path == SEED_PATH and environ.get("REQUEST_METHOD") == "POST":
+            return _seed(environ, start_response)
         if path != CLOCK_PATH:
             return _json(start_response, "404 Not Found", {"error": f"no such route {path}"})
         method = environ.get("REQUEST_METHOD", "GET")
@@ -162,6 +165,18 @@ class ControlRoutes:
         except (ValueError, TypeError) as exc:
             return _json(start_response, "400 Bad Request", {"error": str(exc)})
         return _json(start_response, "200 OK", {"now": format_instant(now)})
+
+
+def _seed(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    from moto.core.exceptions import ServiceException
+
+    from controller.sandbox.seeding import seed
+
+    try:
+        created = seed(json.loads(_read_body(environ) or b"{}"))
+    except (ValueError, TypeError, KeyError, ServiceException) as exc:
+        return _json(start_response, "400 Bad Request", {"error": f"{type(exc).__name__}: {exc}"})
+    return _json(start_response, "200 OK", created)
 
 
 def _read_body(environ: WSGIEnvironment) -> bytes:
