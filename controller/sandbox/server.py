@@ -197,8 +197,10 @@ def build_app(clock: MovableClock) -> WSGIApplication:
     """moto behind the key checks, behind the control routes (which are never signed)."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+    from controller.sandbox import iam_fidelity
     from controller.sandbox.auth import AccessKeyAuth
 
+    iam_fidelity.install(clock.now)
     moto_app: WSGIApplication = DomainDispatcherApplication(create_backend_app)
     log = RequestLog(AccessKeyAuth(moto_app))
     return ControlRoutes(log, clock, log)
