@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from controller.aws.credential_report import JoinProblem
-from controller.aws.listing import ListedUser
+import pytest
+
+from controller.aws.credential_report import Candidate, JoinProblem
+from controller.aws.listing import ListedUser, Source, path_of_arn
 from controller.aws.snapshot import owned_key_candidates, read_account, read_live_keys
 from controller.sandbox import Sandbox, UserSeed
 
@@ -132,3 +134,46 @@ def test_the_owned_keys_tag_names_each_key_with_its_creation_time() -> None:
 
 def test_a_malformed_owned_keys_tag_names_no_key_at_all() -> None:
     assert owned_key_candidates(_user("AKIAA@2026-01-01T00:00:00Z AKIAB@soon")) == ()
+
+
+def test_without_listing_users_and_paths_come_from_the_report_alone(aws: Sandbox) -> None:
+    seeded = aws.seed_users(
+        UserSeed(f"bot-{i}", path="/ci/eu/", key_created=CREATED) for i in range(3)
+    )
+    aws.seed_users([UserSeed("ops-bot", path="/ops/", key_created=CREATED)])
+    from_status = {u.name: Candidate(u.access_key_id or "", CREATED) for u in seeded}
+    aws.clear_requests()
+
+    snapshot = read_account(
+        aws.client("iam"),
+        sleep=_no_sleep,
+        path_prefixes=["/ci/"],
+        list_tags=False,
+        candidates_of=lambda user: [from_status[user.name]],
+    )
+
+    assert [call.action for call in aws.requests()] == [
+        "GenerateCredentialReport",
+        "GenerateCredentialReport",
+        "GetCredentialReport",
+    ]
+    assert {name: user.path for name, user in snapshot.users.items()} == {
+        "bot-0": "/ci/eu/",
+        "bot-1": "/ci/eu/",
+        "bot-2": "/ci/eu/",
+    }
+    assert snapshot.listing.source is Source.CREDENTIAL_REPORT
+    assert snapshot.unresolved == ()
+
+
+@pytest.mark.parametrize(
+    ("arn", "name", "path"),
+    [
+        ("arn:aws:iam::111122223333:user/bot", "bot", "/"),
+        ("arn:aws:iam::111122223333:user/ci/eu/bot", "bot", "/ci/eu/"),
+        ("arn:aws:iam::111122223333:root", "<root_account>", None),
+        ("arn:aws:iam::111122223333:user/ci/other", "bot", None),
+    ],
+)
+def test_a_user_s_path_is_read_from_its_arn(arn: str, name: str, path: str | None) -> None:
+    assert path_of_arn(arn, name) == path

@@ -34,6 +34,7 @@ class Fallback(enum.Enum):
 class Source(enum.Enum):
     AUTHORIZATION_DETAILS = "GetAccountAuthorizationDetails"
     LIST_USERS = "ListUsers"
+    CREDENTIAL_REPORT = "GetCredentialReport"  # names and paths only: no tags
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +137,14 @@ def _listed(user: Mapping[str, Any], tags: Mapping[str, str]) -> ListedUser:
 
 def _tags(tags: Iterable[Mapping[str, str]]) -> dict[str, str]:
     return {str(t["Key"]): str(t["Value"]) for t in tags}
+
+
+def path_of_arn(arn: str, name: str) -> str | None:
+    """`/ci/eu/` from `arn:aws:iam::111122223333:user/ci/eu/bot` and `bot`; None if it is not."""
+    resource = arn.split(":", 5)[-1]
+    if not resource.startswith("user/") or not resource.endswith("/" + name):
+        return None
+    return resource[len("user") : len(resource) - len(name)]
 
 
 def _minimal_prefixes(prefixes: Iterable[str] | None) -> tuple[str, ...]:

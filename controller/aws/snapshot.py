@@ -10,6 +10,7 @@ user a decision needs fresh data for. Which users those are is policy, decided b
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -22,7 +23,14 @@ from controller.aws.credential_report import (
     fetch_report,
     join_keys,
 )
-from controller.aws.listing import Fallback, ListedUser, Listing, list_users
+from controller.aws.listing import (
+    Fallback,
+    ListedUser,
+    Listing,
+    Source,
+    list_users,
+    path_of_arn,
+)
 from controller.timefmt import from_iso
 
 #: The user tag in which keyrotor records the keys it created or adopted (design: trust model).
@@ -81,19 +89,50 @@ def read_account(
     path_prefixes: Iterable[str] | None = None,
     candidates_of: CandidatesOf = owned_key_candidates,
     fallback: Fallback = Fallback.NONE,
+    list_tags: bool = True,
 ) -> AccountSnapshot:
     """List the users under `path_prefixes`, fetch the report, and join every listed user.
 
     Costs ceil(users/1000) GetAccountAuthorizationDetails pages plus two or three report calls
-    (see `fetch_report`); `sleep` is only used while IAM generates the report.
+    (see `fetch_report`). The report is fetched on a second thread while the pages are read
+    (boto3 clients are thread-safe), so IAM's generation time and the listing overlap; `sleep`
+    is only used while IAM generates the report. Errors of either half propagate.
+
+    With `list_tags=False` there is no listing at all: users, ARNs and paths come from the
+    report's rows (tags empty, `Source.CREDENTIAL_REPORT`), so `candidates_of` must name keys
+    from elsewhere (keyrotor's status) and no tag selector can be evaluated. Users created after
+    the report are then not seen until the next report.
     """
-    listing = list_users(iam, path_prefixes=path_prefixes, fallback=fallback)
-    report = fetch_report(iam, sleep=sleep)
+    if not list_tags:
+        report = fetch_report(iam, sleep=sleep)
+        listing = users_from_report(report, path_prefixes)
+    else:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="credential-report") as pool:
+            report_future = pool.submit(fetch_report, iam, sleep=sleep)
+            try:
+                listing = list_users(iam, path_prefixes=path_prefixes, fallback=fallback)
+            except BaseException:
+                report_future.cancel()
+                raise
+            report = report_future.result()
     joins = {
         name: join_keys(report.row(name), candidates_of(user))
         for name, user in listing.users.items()
     }
     return AccountSnapshot(report, listing, joins)
+
+
+def users_from_report(report: CredentialReport, path_prefixes: Iterable[str] | None) -> Listing:
+    """The report's users under `path_prefixes`, with the path their ARN carries and no tags."""
+    prefixes = ("/",) if path_prefixes is None else tuple(path_prefixes)
+    users = {}
+    for row in report.rows.values():
+        path = path_of_arn(row.arn, row.user)
+        if path is None or not path.startswith(prefixes):
+            continue
+        created = row.user_creation_time or report.generated_at
+        users[row.user] = ListedUser(row.user, path, row.arn, created)
+    return Listing(users, Source.CREDENTIAL_REPORT)
 
 
 def read_live_keys(iam: Any, user: str) -> tuple[JoinedKey, ...]:
