@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest clean
+.PHONY: demo test lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "keyrotor needs Python 3.11 or newer")'
@@ -34,6 +34,11 @@ pytest: $(VENV)/.installed-dev
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# Not part of `make test`: about half an hour on 2 cores. It rewrites the table in bench/README.md.
+BENCH_SIZES ?= 1000,5000,10000
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m bench --sizes $(BENCH_SIZES) --readme bench/README.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache
