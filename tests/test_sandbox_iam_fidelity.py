@@ -199,3 +199,12 @@ def test_a_report_four_hours_old_is_generated_anew(aws: Sandbox) -> None:
     reply = iam.get_credential_report()
     assert b"late" in reply["Content"]
     assert reply["GeneratedTime"] >= aws.start + timedelta(hours=4)
+
+
+def test_a_report_dated_after_the_clock_was_moved_back_is_generated_anew(aws: Sandbox) -> None:
+    iam = aws.client("iam")
+    aws.set_clock(aws.start + timedelta(days=2))
+    iam.generate_credential_report()
+    aws.set_clock(aws.start)
+
+    assert iam.generate_credential_report()["State"] == "STARTED"

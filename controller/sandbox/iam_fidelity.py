@@ -11,7 +11,8 @@ Installed in the sandbox server process only (it patches moto's IAM response cla
   snapshot at the sandbox clock and answers `STARTED`; until the next Generate call (which
   answers `COMPLETE`), `GetCredentialReport` fails with `ReportInProgress`. While the snapshot is
   younger than four hours of sandbox time, Generate answers `COMPLETE` and keeps it, so keys
-  created or used since then are missing from the report, exactly the staleness AWS has.
+  created or used since then are missing from the report, exactly the staleness AWS has. (Once
+  the clock is moved back before a snapshot, the next Generate makes a new one.)
 """
 
 from __future__ import annotations
@@ -166,7 +167,8 @@ def _get_account_authorization_details(self: Any) -> ActionResult:
 def _generate_credential_report(self: Any) -> ActionResult:
     now = _now()
     report: _Report | None = getattr(self.backend, _REPORT_ATTRIBUTE, None)
-    if report is not None and now - report.generated_at < REPORT_CACHE_AGE:
+    # A report "from the future" (a test moved the clock back) is not one AWS could serve.
+    if report is not None and timedelta(0) <= now - report.generated_at < REPORT_CACHE_AGE:
         report.complete = True
         return ActionResult({"State": "COMPLETE"})
     self.backend.generate_report()  # moto's flag, without which it refuses to render the CSV
