@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 
 from bench import readers, table
-from bench.entrypoints import EntryPoints, make_entry_points
+from bench.entrypoints import EntryPoints, make_entry_points, run_apply, run_plan
 from bench.measure import Measurement, measure
 from bench.scenarios import (
     BASELINE,
@@ -79,33 +79,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run_size(world: BenchWorld, entry: EntryPoints, *, skip_today: bool) -> list[Measurement]:
     sandbox = world.sandbox
+    accounts = world.accounts
     out: list[Measurement] = []
 
-    def run(scenario: str, fn: Callable[[], Any]) -> Any:
-        m, value = measure(sandbox, scenario, world.n, world.user_count, fn)
+    def run(scenario: str, job: Callable[..., Any], *args: object) -> Any:
+        m, value = measure(sandbox, scenario, world.n, world.user_count, job, *args)
         out.append(m)
         m.note = _note(value)
         print(f"  {scenario:<56} {m.total:>7} calls {m.wall:>8.2f}s  {m.note}", flush=True)
         return value
 
-    run(BASELINE, lambda: readers.baseline_scan(world))
-    run(NEW_COLD, lambda: readers.new_inventory(world, sandbox.now()))
-    run(NEW_WARM, lambda: readers.new_inventory(world, sandbox.now()))
+    run(BASELINE, readers.baseline_scan, accounts)
+    run(NEW_COLD, readers.new_inventory, accounts, sandbox.now())
+    run(NEW_WARM, readers.new_inventory, accounts, sandbox.now())
     sandbox.advance(REPORT_CACHE_AGE)  # IAM generates the next report afresh
-    run(REPORT_ONLY_COLD, lambda: readers.new_inventory(world, sandbox.now(), list_tags=False))
-    run(REPORT_ONLY_WARM, lambda: readers.new_inventory(world, sandbox.now(), list_tags=False))
+    run(REPORT_ONLY_COLD, readers.new_inventory, accounts, sandbox.now(), False)
+    run(REPORT_ONLY_WARM, readers.new_inventory, accounts, sandbox.now(), False)
     if not skip_today:
         entry.adopt(world, sandbox.now())
-        plan = run(TODAY_PLAN, lambda: entry.plan(world.repo, sandbox.now()))
+        plan = run(TODAY_PLAN, run_plan, entry, world.repo, sandbox.now())
         if plan.actions:
             raise AssertionError(f"the no-op plan wanted {plan.actions} actions")
-        run(TODAY_APPLY, lambda: entry.apply(world.repo, sandbox.now()))
+        run(TODAY_APPLY, run_apply, entry, world.repo, sandbox.now())
     sandbox.set_clock(ROTATION_AT)
-    due = run(NEW_DUE, lambda: readers.new_inventory(world, sandbox.now()))
+    due = run(NEW_DUE, readers.new_inventory, accounts, sandbox.now())
     if due.live_users != world.rotating_count:
         raise AssertionError(f"{due.live_users} live reads, {world.rotating_count} users due")
     if not skip_today:
-        rotated = run(TODAY_ROTATE, lambda: entry.apply(world.repo, sandbox.now()))
+        rotated = run(TODAY_ROTATE, run_apply, entry, world.repo, sandbox.now())
         noop = next(m for m in out if m.scenario == TODAY_APPLY)
         step = out[-1]
         step.extra["rotated"] = rotated.done

@@ -89,5 +89,14 @@ class TodaysEntryPoints:
         git("-C", str(world.repo), "push", "-q")
 
 
+def run_plan(entry: EntryPoints, repo: Path, now: datetime) -> RunResult:
+    """Module-level, so a fresh worker process can be handed it (see bench.measure)."""
+    return entry.plan(repo, now)
+
+
+def run_apply(entry: EntryPoints, repo: Path, now: datetime) -> RunResult:
+    return entry.apply(repo, now)
+
+
 def make_entry_points() -> EntryPoints:
     return TodaysEntryPoints()

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from bench.world import PATH, ROTATE_AT_AGE, Account, BenchWorld
+from bench.world import PATH, ROTATE_AT_AGE, Account, clients
 from controller.aws.credential_report import Candidate
 from controller.aws.listing import ListedUser
 from controller.aws.snapshot import read_account, read_live_keys
@@ -31,10 +32,10 @@ class ReaderResult:
     live_users: int = 0
 
 
-def baseline_scan(world: BenchWorld) -> ReaderResult:
+def baseline_scan(accounts: Sequence[Account]) -> ReaderResult:
     users = keys = 0
-    for account in world.accounts:
-        _, iam = world.clients(account)
+    for account in accounts:
+        _, iam = clients(account)
         for page in iam.get_paginator("list_users").paginate(PathPrefix=PATH):
             for user in page["Users"]:
                 users += 1
@@ -45,11 +46,13 @@ def baseline_scan(world: BenchWorld) -> ReaderResult:
     return ReaderResult(users, keys)
 
 
-def new_inventory(world: BenchWorld, now: datetime, *, list_tags: bool = True) -> ReaderResult:
+def new_inventory(
+    accounts: Sequence[Account], now: datetime, list_tags: bool = True
+) -> ReaderResult:
     """With `list_tags=False`, no listing: users from the report, key ids from the status."""
     users = keys = live = 0
-    for account in world.accounts:
-        sts, iam = world.clients(account)
+    for account in accounts:
+        sts, iam = clients(account)
         sts.get_caller_identity()  # the account id, for target names
         if list_tags:
             snapshot = read_account(iam, sleep=time.sleep, path_prefixes=[PATH])

@@ -45,11 +45,10 @@ def render(results: Sequence[Measurement], *, command: str, machine: str, entry:
     ]
     for m in results:
         baseline = _by(results, m.n, names.BASELINE)
-        rss = f"{m.rss_mb:.0f}" + ("" if m.rss_exact else " (lifetime)")
         lines.append(
             f"| {m.n} ({m.users}) | {m.scenario} | {m.total} "
             f"| {m.calls_by_account['A']} / {m.calls_by_account['B']} | {m.wall:.2f} "
-            f"| {_ratio(m, baseline)} | {rss} | {m.server_rss_mb:.0f} |"
+            f"| {_ratio(m, baseline)} | {m.rss_mb:.0f} | {m.server_rss_mb:.0f} |"
         )
     lines += ["", "AWS calls by action:", ""]
     for m in results:

@@ -53,7 +53,6 @@ class BenchWorld:
     root: Path
     accounts: tuple[Account, ...] = ()
     repo: Path = field(default_factory=Path)
-    _base: boto3.Session | None = None
 
     @property
     def user_count(self) -> int:
@@ -63,28 +62,32 @@ class BenchWorld:
     def rotating_count(self) -> int:
         return sum(len(a.rotating) for a in self.accounts)
 
-    def clients(self, account: Account) -> tuple[Any, Any]:
-        """(sts, iam) clients of `account`, assuming its role as keyrotor's sessions would.
 
-        Built from one boto3 session kept for the whole run, which caches the service models:
-        a fresh session per client would add ~0.1 s to every measured run.
-        """
-        base = self._base or boto3.Session()
-        self._base = base
-        if account.role_arn is None:
-            return base.client("sts"), base.client("iam")
-        creds = base.client("sts").assume_role(
-            RoleArn=account.role_arn, RoleSessionName="keyrotor-bench"
-        )["Credentials"]
-        key, secret, token = creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]
-        return (
-            base.client(
-                "sts", aws_access_key_id=key, aws_secret_access_key=secret, aws_session_token=token
-            ),
-            base.client(
-                "iam", aws_access_key_id=key, aws_secret_access_key=secret, aws_session_token=token
-            ),
-        )
+_base: boto3.Session | None = None
+
+
+def clients(account: Account) -> tuple[Any, Any]:
+    """(sts, iam) clients of `account`, assuming its role as keyrotor's sessions would.
+
+    Built from one boto3 session per process, which caches the service models, as keyrotor's
+    `AwsSessions` does for one run.
+    """
+    global _base
+    base = _base = _base or boto3.Session()
+    if account.role_arn is None:
+        return base.client("sts"), base.client("iam")
+    creds = base.client("sts").assume_role(
+        RoleArn=account.role_arn, RoleSessionName="keyrotor-bench"
+    )["Credentials"]
+    key, secret, token = creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]
+    return (
+        base.client(
+            "sts", aws_access_key_id=key, aws_secret_access_key=secret, aws_session_token=token
+        ),
+        base.client(
+            "iam", aws_access_key_id=key, aws_secret_access_key=secret, aws_session_token=token
+        ),
+    )
 
 
 def build(sandbox: Sandbox, n: int, root: Path) -> BenchWorld:
@@ -96,7 +99,6 @@ def build(sandbox: Sandbox, n: int, root: Path) -> BenchWorld:
         _seed(sandbox, "B", ACCOUNT_B, "bench-b", ROLE_B, max(10, n // 10)),
     )
     world.repo = _policy_repo(root, world.accounts)
-    world.clients(world.accounts[0])  # load the service models before anything is measured
     return world
 
 
