@@ -208,3 +208,40 @@ def test_a_report_dated_after_the_clock_was_moved_back_is_generated_anew(aws: Sa
     aws.set_clock(aws.start)
 
     assert iam.generate_credential_report()["State"] == "STARTED"
+
+
+# --- per-key lookups -----------------------------------------------------------------------------
+
+
+def test_the_last_use_of_a_key_is_found_among_many_users(aws: Sandbox) -> None:
+    _seed(aws, 50)
+    key = aws.create_user_with_key("alice")
+    aws.client("sts", key.access_key_id, key.secret_access_key).get_caller_identity()
+
+    reply = aws.client("iam").get_access_key_last_used(AccessKeyId=key.access_key_id)
+
+    assert reply["UserName"] == "alice"
+    assert aws.start <= reply["AccessKeyLastUsed"]["LastUsedDate"] < aws.start + SLACK
+
+
+def test_a_deleted_key_has_no_last_use_to_report(aws: Sandbox) -> None:
+    key = aws.create_user_with_key("alice")
+    iam = aws.client("iam")
+    iam.delete_access_key(UserName="alice", AccessKeyId=key.access_key_id)
+
+    with pytest.raises(ClientError) as caught:
+        iam.get_access_key_last_used(AccessKeyId=key.access_key_id)
+
+    assert _code(caught) == "NoSuchEntity"
+
+
+def test_the_key_of_a_deleted_user_has_no_last_use_to_report(aws: Sandbox) -> None:
+    # moto deletes a user that still has keys (AWS refuses) and keeps the keys in its index
+    key = aws.create_user_with_key("alice")
+    iam = aws.client("iam")
+    iam.delete_user(UserName="alice")
+
+    with pytest.raises(ClientError) as caught:
+        iam.get_access_key_last_used(AccessKeyId=key.access_key_id)
+
+    assert _code(caught) == "NoSuchEntity"

@@ -13,6 +13,10 @@ Installed in the sandbox server process only (it patches moto's IAM response cla
   younger than four hours of sandbox time, Generate answers `COMPLETE` and keeps it, so keys
   created or used since then are missing from the report, exactly the staleness AWS has. (Once
   the clock is moved back before a snapshot, the next Generate makes a new one.)
+- **Per-key lookups in constant time.** moto's `GetAccessKeyLastUsed` walks every key of every
+  user of every account to find one key, so a per-user scan of N users costs O(N^2) on moto and
+  looks ever slower than it is on AWS as N grows. Here it looks the key up in the account's index
+  first (same answers: a key must still belong to an existing user), falling back to moto's walk.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any, Final
 
 from moto.core.responses import ActionResult
 from moto.iam.exceptions import IAMException, ReportNotPresentException, ValidationError
+from moto.iam.models import IAMBackend
 from moto.iam.responses import IamResponse
 
 DEFAULT_PAGE: Final = 100
@@ -62,12 +67,28 @@ def install(now: Callable[[], datetime]) -> None:
     }
     for name, method in patches.items():
         setattr(IamResponse, name, method)
+    if not getattr(IAMBackend.get_access_key_last_used, "keyrotor_indexed", False):
+        indexed = _indexed(IAMBackend.get_access_key_last_used)
+        setattr(IAMBackend, "get_access_key_last_used", indexed)  # noqa: B010 (mypy: method)
 
 
 def _now() -> datetime:
     if _clock is None:
         raise RuntimeError("iam_fidelity.install() was not called")
     return _clock()
+
+
+def _indexed(walk: Callable[[Any, str], dict[str, Any]]) -> Callable[[Any, str], dict[str, Any]]:
+    def get_access_key_last_used(self: Any, access_key_id: str) -> dict[str, Any]:
+        key = self.access_keys.get(access_key_id)
+        if key is not None and key.user_name is not None:
+            user = self.users.get(key.user_name)
+            if user is not None and key in user.access_keys:
+                return {"user_name": key.user_name, "last_used": key.last_used}
+        return walk(self, access_key_id)
+
+    get_access_key_last_used.keyrotor_indexed = True  # type: ignore[attr-defined]
+    return get_access_key_last_used
 
 
 # --- paging ------------------------------------------------------------------------------------
