@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest lock clean
+.PHONY: demo test lint typecheck pytest lock bench clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "keyrotor needs Python 3.11 or newer")'
@@ -45,6 +45,11 @@ lock: $(VENV)/.installed-dev
 	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --generate-hashes --build-deps-for wheel --allow-unsafe \
 		--strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS) \
 		--output-file requirements/action.lock pyproject.toml
+
+# Not part of `make test`: about half an hour on 2 cores. It rewrites the table in bench/README.md.
+BENCH_SIZES ?= 1000,5000,10000
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m bench --sizes $(BENCH_SIZES) --readme bench/README.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -13,11 +13,14 @@ from controller.sandbox.config import (
     REGION,
 )
 from controller.sandbox.handle import (
+    DEFAULT_ACCOUNT_ID,
     ENV_VARS_TO_CLEAR,
     AccessKeyPair,
     RecordedCall,
     Sandbox,
     SandboxError,
+    SeededUser,
+    UserSeed,
     apply_env,
     start_sandbox,
 )
@@ -25,6 +28,7 @@ from controller.sandbox.handle import (
 __all__ = [
     "ADMIN_ACCESS_KEY_ID",
     "ADMIN_SECRET_ACCESS_KEY",
+    "DEFAULT_ACCOUNT_ID",
     "DEFAULT_START",
     "ENV_VARS_TO_CLEAR",
     "REGION",
@@ -32,6 +36,8 @@ __all__ = [
     "RecordedCall",
     "Sandbox",
     "SandboxError",
+    "SeededUser",
+    "UserSeed",
     "apply_env",
     "start_sandbox",
 ]

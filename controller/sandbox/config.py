@@ -24,6 +24,7 @@ REQUESTS_PATH: Final = CONTROL_PREFIX + "requests"
 RESOURCE_SCOPING_PATH: Final = CONTROL_PREFIX + "resource-scoping"
 #: moto's own switch for authorization enforcement (body `0`: on; `inf`: off).
 RESET_AUTH_PATH: Final = "/moto-api/reset-auth"
+SEED_PATH: Final = CONTROL_PREFIX + "seed"
 
 #: The first line the server prints on stdout once it accepts connections, followed by its URL.
 READY_MARKER: Final = "keyrotor-sandbox ready"

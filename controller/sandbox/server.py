@@ -34,6 +34,7 @@ from controller.sandbox.config import (
     READY_MARKER,
     REQUESTS_PATH,
     RESOURCE_SCOPING_PATH,
+    SEED_PATH,
     format_instant,
     parse_instant,
 )
@@ -148,6 +149,8 @@ class ControlRoutes:
             return _json(start_response, "200 OK", {"requests": self.log.snapshot()})
         if path == RESOURCE_SCOPING_PATH:
             return self._scoping(environ, start_response)
+        if path == SEED_PATH and environ.get("REQUEST_METHOD") == "POST":
+            return _seed(environ, start_response)
         if path != CLOCK_PATH:
             return _json(start_response, "404 Not Found", {"error": f"no such route {path}"})
         method = environ.get("REQUEST_METHOD", "GET")
@@ -183,6 +186,18 @@ class ControlRoutes:
         return _json(start_response, "200 OK", {"enabled": scoping.enabled()})
 
 
+def _seed(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    from moto.core.exceptions import ServiceException
+
+    from controller.sandbox.seeding import seed
+
+    try:
+        created = seed(json.loads(_read_body(environ) or b"{}"))
+    except (ValueError, TypeError, KeyError, ServiceException) as exc:
+        return _json(start_response, "400 Bad Request", {"error": f"{type(exc).__name__}: {exc}"})
+    return _json(start_response, "200 OK", created)
+
+
 def _read_body(environ: WSGIEnvironment) -> bytes:
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body: bytes = environ["wsgi.input"].read(length) if length > 0 else b""
@@ -201,10 +216,11 @@ def build_app(clock: MovableClock) -> WSGIApplication:
     """moto behind the key checks, behind the control routes (which are never signed)."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from controller.sandbox import scoping
+    from controller.sandbox import iam_fidelity, scoping
     from controller.sandbox.auth import AccessKeyAuth
 
     scoping.install()
+    iam_fidelity.install(clock.now)
     moto_app: WSGIApplication = DomainDispatcherApplication(create_backend_app)
     log = RequestLog(AccessKeyAuth(moto_app))
     return ControlRoutes(log, clock, log)
