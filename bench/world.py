@@ -31,7 +31,9 @@ COHORT_AGE = timedelta(days=70)
 ROTATE_AT_AGE = timedelta(days=90 - 14)
 
 PATH = "/bench/"
-SECRET_TEMPLATE = "bench/{user}/aws"
+# Each policy writes its own secrets ({policy}): two policies may never share a target, and the
+# ambient account of the first could be the second's.
+SECRET_TEMPLATE = "bench/{policy}/{user}/aws"
 ACCOUNT_B = "222222222222"
 ROLE_B = f"arn:aws:iam::{ACCOUNT_B}:role/keyrotor-bench"
 
@@ -116,7 +118,7 @@ def _seed(
                 path=PATH,
                 key_created=START - age,
                 own_key=True,
-                secret_id=SECRET_TEMPLATE.format(user=name),
+                secret_id=SECRET_TEMPLATE.format(policy=policy, user=name),
             )
 
     users = tuple(sandbox.seed_users(seeds(), account_id=account_id))
