@@ -68,6 +68,31 @@ def _common(sub: argparse.ArgumentParser, *, now: bool = True, policy: bool = Tr
         )
 
 
+def _accounts(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--parallel",
+        type=_positive,
+        default=4,
+        metavar="N",
+        help="accounts observed and applied at once (default: 4)",
+    )
+    sub.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="only the accounts of shard I of N (a GitHub Actions matrix; see `keyrotor accounts`)",
+    )
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="keyrotor", description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"keyrotor {__version__}")
@@ -107,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fetch and fast-forward to the upstream branch first (apply does by default)",
     )
+    _accounts(p)
     p.set_defaults(handler="controller.commands.plan:run")
 
     p = subs.add_parser(
@@ -120,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not fetch and fast-forward to the upstream branch first",
     )
+    _accounts(p)
     p.set_defaults(handler="controller.commands.apply:run")
 
     p = subs.add_parser("resume", help="retry a rolled-back rotation (commits the decision)")
@@ -146,7 +173,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not fetch and fast-forward to the upstream branch first",
     )
+    _accounts(p)
     p.set_defaults(handler="controller.commands.reconcile:run")
+
+    p = subs.add_parser(
+        "accounts", help="the accounts the policies act in, and their shards (for a matrix)"
+    )
+    _common(p, now=False)
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument(
+        "--shards",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="split the accounts into N shards and list the shards that own any",
+    )
+    p.set_defaults(handler="controller.commands.accounts:run")
 
     p = subs.add_parser("status", help="where each user's rotation stands, from status/*.yaml")
     _common(p)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 from controller.aws import AwsSessions
 
 if TYPE_CHECKING:
+    from controller.accounts import Shard
     from controller.github.client import GitHubClient
 
 Hook = Callable[[str], None]
@@ -84,6 +85,10 @@ class RunContext:
     hook: Hook | None = None
     push: bool = True
     run_id: str = ""
+    # Accounts observed and applied at once (a bounded pool of threads).
+    parallel: int = 4
+    # Only the accounts of this shard of a GitHub Actions matrix (None: every account).
+    shard: Shard | None = None
 
     def __post_init__(self) -> None:
         if not self.run_id:

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-import boto3
-
 from controller import commits, lifecycle, ownership
 from controller.approvals import approvals_path
 from controller.approvals import dump as dump_approvals
-from controller.aws import AWS_ERRORS, CLIENT_CONFIG, describe_error, error_code
+from controller.aws import AWS_ERRORS, describe_error, error_code
 from controller.context import RunContext
 from controller.errors import GitError, KeyrotorError
 from controller.gitops.repo import StatusRepo
@@ -61,8 +60,9 @@ class ActionResult:
 class ApplyResult:
     results: list[ActionResult] = field(default_factory=list)
     commits: list[str] = field(default_factory=list)
-    # Each policy's status as this run left it (what issues and summaries are built from).
-    statuses: dict[str, PolicyStatus] = field(default_factory=dict)
+    # Each (policy, account)'s status as this run left it (issues and summaries are built
+    # from it).
+    statuses: dict[tuple[str, str], PolicyStatus] = field(default_factory=dict)
     # What kept this run from recording or doing its part (a push that failed, a lost race):
     # the run exits 1 naming them, and the other policies still run.
     errors: list[str] = field(default_factory=list)
@@ -87,6 +87,25 @@ class _Event:
         return lifecycle.on_failure(status, self.action, self.error, hold=self.hold)
 
 
+@dataclass
+class _PolicyRun:
+    """One policy's part of a run, as it goes from intent through steps to its status commit."""
+
+    pp: PolicyPlan
+    records: PolicyRecords
+    approvals_text: str | None
+    approvers: tuple[str, ...]
+    skipped: set[str] = field(default_factory=set)
+    events: dict[str, list[_Event]] = field(default_factory=dict)
+    done: list[ActionResult] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.account = self.pp.account_id or self.records.account
+        self.status = self.pp.status
+        self.bases: dict[str, str | None] = dict(self.records.texts)
+
+
 class Executor:
     def __init__(
         self,
@@ -105,67 +124,96 @@ class Executor:
     def apply(
         self,
         plan: Plan,
-        records: Mapping[str, PolicyRecords],
+        records: Mapping[tuple[str, str], PolicyRecords],
         approval_texts: Mapping[str, str] | None = None,
         approvers: Mapping[str, Sequence[str]] | None = None,
+        *,
+        parallel: int = 1,
     ) -> ApplyResult:
-        """Carry out `plan`; `records` are the status files each policy was planned from;
-        `approvers` the `Keyrotor-Approved-By` values of each policy's verified approval."""
+        """Carry out `plan`; `records` are the status files each (policy, account) was planned
+        from; `approvers` the `Keyrotor-Approved-By` values of each policy's verified approval.
+
+        Three phases, so that output and commits come in the plan's (sorted) order whatever
+        order the accounts finish in: the intents, one after another; the steps, accounts in
+        parallel (at most `parallel` at once); then each policy's status, in order.
+        """
         result = ApplyResult()
-        for pp in plan.policies:
-            found = records.get(pp.policy.name) or PolicyRecords(pp.previous, pp.account_id)
-            texts = approval_texts or {}
-            who = tuple((approvers or {}).get(pp.policy.name, ()))
-            self._apply_policy(pp, found, texts.get(approvals_path(pp.policy.name)), result, who)
+        texts = approval_texts or {}
+        runs = [
+            _PolicyRun(
+                pp,
+                records.get((pp.policy.name, pp.account_id))
+                or PolicyRecords(pp.previous, pp.account_id),
+                texts.get(approvals_path(pp.policy.name)),
+                tuple((approvers or {}).get(pp.policy.name, ())),
+            )
+            for pp in plan.policies
+        ]
+        for run in runs:
+            if any(a.kind == ActionKind.CREATE_KEY for a in run.pp.actions):
+                self._record_intent(run, result)
+        by_account: dict[str, list[_PolicyRun]] = {}
+        for run in runs:
+            by_account.setdefault(run.account, []).append(run)
+        groups = [by_account[a] for a in sorted(by_account)]
+        if parallel > 1 and len(groups) > 1:
+            with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="account") as pool:
+                for future in [pool.submit(self._act_all, group) for group in groups]:
+                    future.result()
+        else:
+            for group in groups:
+                self._act_all(group)
+        for run in runs:
+            for line in run.lines:
+                self.echo(line)
+            self._record(run, result)
         return result
 
-    def _apply_policy(
-        self,
-        pp: PolicyPlan,
-        records: PolicyRecords,
-        approvals_text: str | None,
-        result: ApplyResult,
-        approvers: tuple[str, ...] = (),
-    ) -> None:
-        account = pp.account_id or records.account
-        status = pp.status
-        bases: dict[str, str | None] = {p: t for p, t in records.texts.items()}
-        creates = [a for a in pp.actions if a.kind == ActionKind.CREATE_KEY]
-        skipped: set[str] = set()
-        if creates:
-            status, skipped = self._record_intent(pp, records, account, status, bases, result)
-        events: dict[str, list[_Event]] = {}
-        done: list[ActionResult] = []
+    def _act_all(self, runs: Sequence[_PolicyRun]) -> None:
+        for run in runs:
+            self._act(run)
+
+    def _act(self, run: _PolicyRun) -> None:
+        pp = run.pp
         for user_plan in pp.users:
-            if user_plan.user in skipped:
+            if user_plan.user in run.skipped:
                 continue
             for action in user_plan.actions:
                 outcome, error, hold = self._attempt(pp.policy, action)
                 if error is None:
                     event = _Event(action, outcome)
-                    done.append(ActionResult(action, True, outcome))
-                    self.echo(f"{pp.policy.name}: {commits.done_line(action, outcome)}")
+                    run.done.append(ActionResult(action, True, outcome))
+                    run.lines.append(f"{pp.policy.name}: {commits.done_line(action, outcome)}")
                 else:
                     event = _Event(action, None, error, hold)
-                    done.append(ActionResult(action, False, error=error))
-                    self.echo(f"{pp.policy.name}: {action.kind} for {action.user} FAILED: {error}")
-                events.setdefault(action.user, []).append(event)
-                status = status.with_user(
-                    action.user, event.apply(pp.policy, status.users[action.user], self.now)
+                    run.done.append(ActionResult(action, False, error=error))
+                    run.lines.append(
+                        f"{pp.policy.name}: {action.kind} for {action.user} FAILED: {error}"
+                    )
+                run.events.setdefault(action.user, []).append(event)
+                run.status = run.status.with_user(
+                    action.user, event.apply(pp.policy, run.status.users[action.user], self.now)
                 )
                 if error is not None:
                     break
-        for user in skipped:  # another run acts on them: this run records nothing about them
+
+    def _record(self, run: _PolicyRun, result: ApplyResult) -> None:
+        pp, records = run.pp, run.records
+        status = run.status
+        for user in run.skipped:  # another run acts on them: this run records nothing about them
             status = status.with_user(user, records.status.users.get(user))
-        result.results.extend(done)
-        result.statuses[pp.policy.name] = status
-        updates = self._status_updates(pp, records, account, status, bases, events, skipped)
+        result.results.extend(run.done)
+        result.statuses[(pp.policy.name, run.account)] = status
+        updates = self._status_updates(
+            pp, records, run.account, status, run.bases, run.events, run.skipped
+        )
         approvals = lifecycle.approvals_left(pp.approvals, status.users)
         if approvals != pp.approvals:
             path = approvals_path(pp.policy.name)
             updates.append(
-                FileUpdate(path, approvals_text, dump_approvals(pp.policy.name, approvals))
+                FileUpdate(path, run.approvals_text, dump_approvals(pp.policy.name, approvals))
             )
+        done = run.done
         if not updates and not done:
             return
         message = commits.steps_commit(
@@ -175,7 +223,7 @@ class Executor:
             sorted({u.path.rsplit("/", 1)[-1].removesuffix(".yaml") for u in updates
                     if u.path.startswith("status/") and u.path != records.legacy}),
             self.run,
-            *_approved(pp, done, approvers),
+            *_approved(pp, done, run.approvers),
         )  # fmt: skip
         self._publish(pp.policy.name, updates, message, result)
 
@@ -233,47 +281,37 @@ class Executor:
         return updates
 
     # -- intent --
-    def _record_intent(
-        self,
-        pp: PolicyPlan,
-        records: PolicyRecords,
-        account: str,
-        status: PolicyStatus,
-        bases: dict[str, str | None],
-        result: ApplyResult,
-    ) -> tuple[PolicyStatus, set[str]]:
-        """Publish the intent before CreateAccessKey; the users whose creates must not run."""
+    def _record_intent(self, run: _PolicyRun, result: ApplyResult) -> None:
+        """Publish the intent before CreateAccessKey; users whose creates must not run are
+        added to `run.skipped`."""
+        pp, account = run.pp, run.account
         creates = [a for a in pp.actions if a.kind == ActionKind.CREATE_KEY]
         updates = []
         for action in creates:
-            after = lifecycle.on_intent(status.users[action.user], self.now)
-            status = status.with_user(action.user, after)
+            after = lifecycle.on_intent(run.status.users[action.user], self.now)
+            run.status = run.status.with_user(action.user, after)
             path = user_path(pp.policy.name, account, action.user)
-            updates.append(
-                FileUpdate(
-                    path, bases.get(path), dump_user(pp.policy.name, account, action.user, after)
-                )
-            )
+            new = dump_user(pp.policy.name, account, action.user, after)
+            updates.append(FileUpdate(path, run.bases.get(path), new))
         message = commits.intent_commit(pp.policy.name, creates, self.run)
         users = {a.user for a in creates}
         try:
             self._publish(pp.policy.name, updates, message, result, intent=True)
         except IntentConflict as exc:
-            conflicted = {
-                user for user in users if user_path(pp.policy.name, account, user) in exc.paths
-            }
+            conflicted = {u for u in users if user_path(pp.policy.name, account, u) in exc.paths}
             result.errors.append(f"{pp.policy.name}: {exc}")
-            self.echo(
+            run.lines.append(
                 f"{pp.policy.name}: not creating keys for {', '.join(sorted(conflicted))}: {exc}"
             )
-            return status, conflicted
+            run.skipped |= conflicted
+            return
         except GitError as exc:  # PushRejected after every attempt, or the remote unreachable
             result.errors.append(f"{pp.policy.name}: {exc}")
-            self.echo(f"{pp.policy.name}: no key is created in this run: {exc}")
-            return status, users
+            run.lines.append(f"{pp.policy.name}: no key is created in this run: {exc}")
+            run.skipped |= users
+            return
         for update in updates:
-            bases[update.path] = update.new
-        return status, set()
+            run.bases[update.path] = update.new
 
     # -- one action --
     def _attempt(self, policy: Policy, action: Action) -> tuple[Outcome, str | None, bool]:
@@ -324,19 +362,24 @@ class Executor:
         return {k: m["CreateDate"] for k, m in keys.items() if own.owns(k, m["CreateDate"])}
 
     def _record_keys(
-        self, policy: Policy, iam: Any, user: str, owned: Mapping[str, datetime]
+        self,
+        policy: Policy,
+        iam: Any,
+        user: str,
+        owned: Mapping[str, datetime],
+        *,
+        fulfil_intent: bool = False,
     ) -> None:
+        """Record `owned` as keyrotor's keys; with `fulfil_intent`, in the same call, clear the
+        intent (an empty value records none: one call, so no moment with both or neither)."""
         tags = {ownership.KEYS_TAG: ownership.keys_value(owned), ownership.POLICY_TAG: policy.name}
+        if fulfil_intent:
+            tags[ownership.INTENT_TAG] = ""
         self._call(
             "tag_user keys",
             iam.tag_user,
             UserName=user,
             Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
-        )
-
-    def _clear_intent(self, iam: Any, user: str) -> None:
-        self._call(
-            "untag_user intent", iam.untag_user, UserName=user, TagKeys=[ownership.INTENT_TAG]
         )
 
     def _require_owned(
@@ -383,9 +426,7 @@ class Executor:
                 f"{action.user} has a key recorded as keyrotor's already; nothing to adopt"
             )
         owned = {**self._owned(own, keys), **{k: keys[k]["CreateDate"] for k in ids}}
-        self._record_keys(policy, iam, action.user, owned)
-        if orphan:
-            self._clear_intent(iam, action.user)
+        self._record_keys(policy, iam, action.user, owned, fulfil_intent=orphan)
         return Outcome(action.key)
 
     def _record_targets(
@@ -438,32 +479,36 @@ class Executor:
         for target in targets:
             self._write(target, secret)
         owned = {**self._owned(own, keys), secret.access_key_id: created["CreateDate"]}
-        self._record_keys(policy, iam, action.user, owned)
-        self._clear_intent(iam, action.user)
+        self._record_keys(policy, iam, action.user, owned, fulfil_intent=True)
         return Outcome(secret.access_key_id, created["CreateDate"], self_used_at)
 
     def _verify(self, policy: Policy, iam: Any, user: str, secret: AccessKeySecret) -> datetime:
-        """Prove the new key authenticates as `user` before any application is given it."""
-        expected = iam.get_user(UserName=user)["User"]["Arn"]
-        sts = boto3.client(
+        """Prove the new key authenticates as `user` before any application is given it.
+
+        Returns when keyrotor last used the key itself (new-key-used counts only uses after
+        it). The caller's account and the user's name in the ARN STS answers with are what
+        identify the user (a user name is unique in its account), so no `GetUser` is needed.
+        """
+        account_id = self.sessions.account_id(policy.account)
+        sts = self.sessions.key_client(
+            secret.access_key_id,
+            secret.secret_access_key,
             "sts",
-            aws_access_key_id=secret.access_key_id,
-            aws_secret_access_key=secret.secret_access_key,
-            region_name=policy.account.region or "us-east-1",
-            config=CLIENT_CONFIG,
+            policy.account.region or "us-east-1",
         )
         last_error = ""
         for delay in (0.0, *VERIFY_DELAYS):
             if delay:
                 self.sleep(delay)
             try:
-                arn = self._call("sts_get_caller_identity", sts.get_caller_identity)["Arn"]
+                identity = self._call("sts_get_caller_identity", sts.get_caller_identity)
             except AWS_ERRORS as exc:
                 if error_code(exc) not in ("InvalidClientTokenId", "SignatureDoesNotMatch"):
                     raise
                 last_error = describe_error(exc)
                 continue
-            if arn != expected:
+            arn = str(identity["Arn"])
+            if str(identity.get("Account")) != account_id or not arn.endswith(f"/{user}"):
                 self._call(
                     "delete_access_key",
                     iam.delete_access_key,
@@ -471,11 +516,10 @@ class Executor:
                     AccessKeyId=secret.access_key_id,
                 )
                 raise NeedsPerson(
-                    f"new key {secret.access_key_id} authenticated as {arn}, "
-                    f"not {expected}; deleted it"
+                    f"new key {secret.access_key_id} authenticated as {arn}, not as user {user} "
+                    f"of account {account_id}; deleted it"
                 )
-            used = iam.get_access_key_last_used(AccessKeyId=secret.access_key_id)
-            return used.get("AccessKeyLastUsed", {}).get("LastUsedDate") or self.now
+            return self.now
         self._call(
             "delete_access_key",
             iam.delete_access_key,
@@ -522,12 +566,9 @@ class Executor:
         for target in targets:
             if target not in holders:
                 self._write(target, secret)
-        if not own.owns(action.key, created):
-            self._record_keys(
-                policy, iam, action.user, {**self._owned(own, keys), action.key: created}
-            )
-        if own.intent is not None:
-            self._clear_intent(iam, action.user)
+        if not own.owns(action.key, created) or own.intent is not None:
+            owned = {**self._owned(own, keys), action.key: created}
+            self._record_keys(policy, iam, action.user, owned, fulfil_intent=True)
         return Outcome(action.key, created, None)
 
     def _reactivate(

@@ -6,13 +6,17 @@ with read-only AWS calls, the tests build them by hand.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from controller.policy import Policy
+
+if TYPE_CHECKING:
+    from controller.status import PolicyStatus
+
 
 KeyStatus = Literal["Active", "Inactive"]
 
@@ -23,6 +27,9 @@ class ObservedKey:
     status: KeyStatus
     created: datetime
     last_used: datetime | None = None
+    # False: known from the credential report (up to 4 hours old), not read live. The planner
+    # takes no step on such a key: the reader reads a user live whenever a step may be due.
+    live: bool = True
 
     @property
     def active(self) -> bool:
@@ -100,6 +107,13 @@ class PolicyObservation:
 
 
 class Inventory(Protocol):
-    def observe(self, policy: Policy) -> PolicyObservation:
-        """Observe the users `policy` selects, their keys and targets."""
+    def observe(
+        self,
+        policies: Sequence[Policy],
+        now: datetime,
+        hint: Callable[[Policy, str], PolicyStatus],
+    ) -> dict[str, PolicyObservation]:
+        """Observe the users `policies` (all acting in one account) select, their keys and, where
+        a step may be in progress, their targets; `hint(policy, account_id)` is the status it was
+        last recorded in, which says whose keys the report alone may not decide."""
         ...

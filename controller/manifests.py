@@ -723,6 +723,8 @@ def _policy(doc: _Document, generation: str) -> Policy:
             role_arn=account.get("roleArn"),
             external_id=account.get("externalId"),
             region=account.get("region"),
+            organizational_unit=account.get("organizationalUnit"),
+            role_name=account.get("roleName"),
         ),
         approval=cast(Approval, spec.get("approval", "pull-request")),
         on_overdue=cast(OnOverdue, spec.get("onOverdue", "report")),

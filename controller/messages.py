@@ -290,6 +290,10 @@ _RENDER: dict[Reason, Callable[[_F], str]] = {
         f"old key {f.s('key')} deactivated; grace period until {f.at('delete_at')}"
     ),
     Reason.OUTSIDE_WINDOW: lambda f: f"{f.s('step')} of {f.s('key')} is due but {_windows(f)}",
+    Reason.NOT_READ_LIVE: lambda f: (
+        f"{f.s('user')}'s keys are known from the credential report only: no step is taken "
+        "until they are read live"
+    ),
     Reason.CREATION_IN_FLIGHT: lambda f: (
         f"another run recorded at {f.at('at')} that it is creating a key for {f.s('user')}: "
         "this run waits rather than race it"

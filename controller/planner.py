@@ -73,6 +73,7 @@ class Situation(StrEnum):
     UNVERIFIED_MIGRATION = "unverified-migration"  # an old status file AWS cannot bear out
     HELD = "held"  # keyrotor undid its own step; a person must resume
     IN_FLIGHT = "in-flight"  # another run published its intent a moment ago
+    NOT_READ_LIVE = "not-read-live"  # only the credential report says what keys there are
     REPAIR = "repair"  # an interrupted run's key reached some targets
     NO_WORKING_KEY = "no-working-key"
     NO_KEYS = "no-keys"
@@ -89,6 +90,14 @@ class Situation(StrEnum):
     TARGET_OVERWRITTEN = "target-overwritten"
     AWAITING_USE = "awaiting-use"
     GRACE = "grace"
+
+
+#: What a user may be found in on the credential report's word alone: nothing is done.
+REPORT_DECIDES = frozenset({Situation.CURRENT, Situation.NO_KEYS})
+
+
+def _from_report(user: _User) -> bool:
+    return user.observed is not None and any(not k.live for k in user.observed.keys)
 
 
 @dataclass(frozen=True)
@@ -209,6 +218,8 @@ def plan_policy(
             approval=approvals.get((policy.name, name)),
             external=external.get((policy.name, name), {}),
         )
+        if user.situation not in REPORT_DECIDES and _from_report(user):
+            user = replace(user, situation=Situation.NOT_READ_LIVE)
         decision = DECIDE[user.situation](user)
         users.append(
             UserPlan(
@@ -555,6 +566,14 @@ def _in_flight(user: _User) -> Decision:
     )
 
 
+def _not_read_live(user: _User) -> Decision:
+    """A safeguard: the reader reads a user live whenever a step may be due, so this is a
+    reader that decided otherwise; no step is taken on report data alone."""
+    facts: Facts = {"user": user.name}
+    waiting = user.finding(FindingKind.WAITING, Reason.NOT_READ_LIVE, facts)
+    return Decision(user.status, findings=(waiting,))
+
+
 def _status_drift(user: _User) -> Decision:
     finding = user.finding(FindingKind.DRIFT, Reason.STATUS_CONTRADICTS_AWS, user.drift)
     decision = _blocked(user, Reason.STATUS_CONTRADICTS_AWS, user.drift)
@@ -888,6 +907,7 @@ DECIDE: dict[Situation, Callable[[_User], Decision]] = {
     Situation.UNVERIFIED_MIGRATION: _unverified_migration,
     Situation.HELD: _held,
     Situation.IN_FLIGHT: _in_flight,
+    Situation.NOT_READ_LIVE: _not_read_live,
     Situation.REPAIR: _repair,
     Situation.NO_WORKING_KEY: _no_working_key,
     Situation.NO_KEYS: _no_keys,

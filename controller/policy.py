@@ -38,11 +38,29 @@ class Source:
 
 @dataclass(frozen=True)
 class Account:
-    """The AWS account a policy acts in; all None means the ambient credentials."""
+    """The AWS account a policy acts in; all None means the ambient credentials.
+
+    With `organizational_unit`, a policy manages every account of that unit: the service layer
+    expands it into one `Account` per member, with `role_arn` built from `role_name` and the
+    member's `account_id`.
+    """
 
     role_arn: str | None = None
     external_id: str | None = None
     region: str | None = None
+    organizational_unit: str | None = None
+    role_name: str | None = None
+    # Known without asking STS: a member of an organizational unit, or the id in `role_arn`.
+    account_id: str | None = None
+
+    @property
+    def known_id(self) -> str | None:
+        if self.account_id:
+            return self.account_id
+        if self.role_arn:
+            parts = self.role_arn.split(":")
+            return parts[4] if len(parts) > 4 and parts[4].isdigit() else None
+        return None
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ class Reason(StrEnum):
     GRACE_PERIOD = "grace-period"  # Deactivated: deleted after deleteAfter
     DELETE_AFTER = "delete-after"  # the grace period holds the delete
     OUTSIDE_WINDOW = "outside-window"
+    NOT_READ_LIVE = "not-read-live"  # decided from the credential report only: no step
     CREATION_IN_FLIGHT = "creation-in-flight"  # another run is creating a key right now
     REPAIRING = "repairing"  # an interrupted key creation is being finished
     ROLLED_BACK = "rolled-back"

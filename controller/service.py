@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import controller.manifests as manifests
+from controller import accounts
 from controller.approvals import APPROVALS_DIR, Approval, approvals_path
 from controller.approvals import load as load_approvals
 from controller.aws.inventory import AwsInventory
@@ -33,12 +35,12 @@ from controller.github.user_issues import IssueOutcome, sync_issues
 from controller.gitops.repo import StatusRepo
 from controller.gitops.store import GitStore
 from controller.inventory import PolicyObservation
-from controller.plan import Finding, FindingKind, Plan, UserPlan
+from controller.plan import Finding, FindingKind, Plan, PolicyPlan, UserPlan
 from controller.planner import plan
 from controller.policy import Policy
 from controller.reasons import ApprovalRefusal, Reason
 from controller.secret import AccessKeySecret
-from controller.status import STATUS_DIR
+from controller.status import STATUS_DIR, PolicyStatus
 from controller.statusfiles import PolicyRecords, StatusTree
 from controller.targets import TargetServices, bind_all, find_secret
 
@@ -204,20 +206,68 @@ def verified_approvals(ctx: RunContext, ws: Workspace, repo: StatusRepo) -> Veri
 
 def _observe_and_plan(
     ctx: RunContext, ws: Workspace, *, run_checks: bool, verified: VerifiedApprovals | None = None
-) -> tuple[Plan, dict[str, PolicyRecords]]:
+) -> tuple[Plan, dict[tuple[str, str], PolicyRecords]]:
+    """Observe each account (in parallel, at most `ctx.parallel` at once) and plan it; the
+    plans of all accounts are put together in order (policy, then account)."""
     services = target_services(ctx)
     inventory = AwsInventory(services, values=run_checks)
-    observed: dict[str, PolicyObservation] = {p.name: inventory.observe(p) for p in ws.policies}
-    records = {
-        p.name: ws.tree.policy(p.name, observed[p.name].account_id or None) for p in ws.policies
-    }
-    statuses = {name: r.status for name, r in records.items()}
+    groups = accounts.resolve(ctx.sessions, ws.policies, ctx.shard)
+
+    def hint(policy: Policy, account_id: str) -> PolicyStatus:
+        return ws.tree.policy(policy.name, account_id or None).status
+
+    def observe(group: accounts.AccountGroup) -> dict[str, PolicyObservation]:
+        if group.error is not None:
+            return {p.name: PolicyObservation(p.name, error=group.error) for p in group.policies}
+        return inventory.observe(group.policies, ctx.now, hint)
+
+    if ctx.parallel > 1 and len(groups) > 1:
+        with ThreadPoolExecutor(max_workers=ctx.parallel, thread_name_prefix="observe") as pool:
+            observations = list(pool.map(observe, groups))
+    else:
+        observations = [observe(g) for g in groups]
     approvals = verified.approvals if verified else ws.approvals
     findings = verified.findings if verified else None
-    first = plan(ws.policies, observed, statuses, ctx.now, approvals=approvals, findings=findings)
+    plans: list[PolicyPlan] = []
+    records: dict[tuple[str, str], PolicyRecords] = {}
+    for group, observed in zip(groups, observations, strict=True):
+        found = {
+            p.name: ws.tree.policy(p.name, observed[p.name].account_id or None)
+            for p in group.policies
+        }
+        for name, record in found.items():
+            records[(name, observed[name].account_id or record.account)] = record
+        statuses = {name: r.status for name, r in found.items()}
+        first = plan(
+            group.policies, observed, statuses, ctx.now, approvals=approvals, findings=findings
+        )
+        external = _run_checks(ctx, services, ws, first, observed) if run_checks else {}
+        if external:
+            first = plan(
+                group.policies,
+                observed,
+                statuses,
+                ctx.now,
+                approvals=approvals,
+                external=external,
+                findings=findings,
+            )
+        plans.extend(first.policies)
+    plans.sort(key=lambda pp: (pp.policy.name, pp.account_id))
+    return Plan(ctx.now, tuple(plans)), records
+
+
+def _run_checks(
+    ctx: RunContext,
+    services: TargetServices,
+    ws: Workspace,
+    first: Plan,
+    observed: dict[str, PolicyObservation],
+) -> dict[tuple[str, str], ExternalResults]:
+    """Run the command/http checks the plan reached (the planner never runs anything)."""
     wanted = [(pp, up) for pp in first.policies for up in pp.users if up.needs_checks]
-    if not run_checks or not wanted:
-        return first, records
+    if not wanted:
+        return {}
     from controller.checks.runner import run_external_checks
 
     external: dict[tuple[str, str], ExternalResults] = {}
@@ -229,16 +279,7 @@ def _observe_and_plan(
             new_key=new_key,
             secrets=[new_key.secret_access_key] if new_key else [],
         )
-    again = plan(
-        ws.policies,
-        observed,
-        statuses,
-        ctx.now,
-        approvals=approvals,
-        external=external,
-        findings=findings,
-    )
-    return again, records
+    return external
 
 
 def _new_key_secret(
@@ -275,7 +316,7 @@ class Prepared:
 
     workspace: Workspace
     plan: Plan
-    records: dict[str, PolicyRecords]
+    records: dict[tuple[str, str], PolicyRecords]
     approvals: VerifiedApprovals = field(default_factory=VerifiedApprovals)
 
 
@@ -305,6 +346,7 @@ def execute(
         prepared.records,
         prepared.workspace.approval_texts,
         prepared.approvals.approvers,
+        parallel=ctx.parallel,
     )
 
 
@@ -349,11 +391,11 @@ def reconcile_once(
                 and pp.policy.name not in verified.unverified
             ]
             observed = {
-                pp.policy.name
+                (pp.policy.name, pp.account_id)
                 for pp in done.policies
                 if not any(f.reason == Reason.CANNOT_OBSERVE for f in pp.findings)
             }
-            statuses = {name: st for name, st in applied.statuses.items() if name in observed}
+            statuses = {key: st for key, st in applied.statuses.items() if key in observed}
             sources = {pp.policy.name: pp.policy.source.path for pp in done.policies}
             result.issues = sync_issues(client, statuses, sources, ctx.now)
     return result

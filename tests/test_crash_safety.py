@@ -42,8 +42,6 @@ CREATE_POINTS = [
     f"after:write {SSM}",
     "before:tag_user keys",
     "after:tag_user keys",
-    "before:untag_user intent",
-    "after:untag_user intent",
     "push:status",
 ]
 DEACTIVATE_POINTS = ["before:update_access_key", "after:update_access_key", "push:status"]

@@ -93,8 +93,7 @@ def test_a_full_rotation_changes_keys_three_times_and_records_each_in_iam(world:
         "iam TagUser",  # adopt: the user's one key is keyrotor's
         "iam TagUser",  # the intent, before the key exists
         "iam CreateAccessKey",
-        "iam TagUser",  # the new key is keyrotor's too
-        "iam UntagUser",  # the intent is fulfilled
+        "iam TagUser",  # the new key is keyrotor's too, and the intent fulfilled
         "iam UpdateAccessKey",
         "iam DeleteAccessKey",
         "iam TagUser",  # the old key is gone from the record

@@ -10,6 +10,7 @@ import os
 import uuid
 from datetime import UTC, datetime
 
+from controller.accounts import Shard
 from controller.aws import AwsSessions, adaptive_from, max_attempts_from
 from controller.context import CiEnvironment, RunContext
 
@@ -27,10 +28,13 @@ def run_context(args: argparse.Namespace) -> RunContext:
     sessions = AwsSessions(
         max_attempts=max_attempts_from(env), adaptive=adaptive_from(env), run_id=run_id
     )
+    shard = getattr(args, "shard", None)
     return RunContext(
         now=now_of(args),
         sessions=sessions,
         ci=ci,
         push=not getattr(args, "no_push", False),
         run_id=run_id,
+        parallel=getattr(args, "parallel", 4),
+        shard=Shard.parse(shard) if shard else None,
     )

@@ -313,7 +313,7 @@ class _Simulation:
 
     def _observe(self, now: datetime, plan: Plan, result: ApplyResult) -> None:
         for pp in plan.policies:
-            recorded = result.statuses.get(pp.policy.name)
+            recorded = result.statuses.get((pp.policy.name, pp.account_id))
             for up in pp.users:
                 st = recorded.users.get(up.user) if recorded else None
                 if st is None:

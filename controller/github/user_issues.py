@@ -18,13 +18,14 @@ from controller.github.client import GitHubClient
 from controller.status import Phase, PolicyStatus, UserStatus
 
 LABEL = "keyrotor"
-_MARKER = re.compile(r"<!-- keyrotor:user policy=(\S+) user=(\S+) -->")
+_MARKER = re.compile(r"<!-- keyrotor:user policy=(\S+)(?: account=(\S+))? user=(\S+) -->")
 
 
 @dataclass(frozen=True)
 class IssueOutcome:
     policy: str
     user: str
+    account: str
     action: str  # opened, updated, closed
     number: int
 
@@ -41,50 +42,55 @@ def attention(st: UserStatus, now: datetime) -> str | None:
     return None
 
 
-def issue_body(policy: str, source: str, user: str, why: str) -> str:
+def issue_body(policy: str, source: str, account: str, user: str, why: str) -> str:
     return (
         f"{why}\n\n"
-        f"Policy `{policy}` ({source}), IAM user `{user}`.\n\n"
+        f"Policy `{policy}` ({source}), IAM user `{user}` in account `{account}`.\n\n"
         "keyrotor updates this issue while the situation changes and closes it once the user "
         "is fine again; `keyrotor status` shows the same from a clone of this repository.\n\n"
-        f"<!-- keyrotor:user policy={policy} user={user} -->\n"
+        f"<!-- keyrotor:user policy={policy} account={account} user={user} -->\n"
     )
 
 
 def sync_issues(
     client: GitHubClient,
-    statuses: Mapping[str, PolicyStatus],
+    statuses: Mapping[tuple[str, str], PolicyStatus],
     sources: Mapping[str, str],
     now: datetime,
 ) -> list[IssueOutcome]:
-    """Open, update and close issues so that they match `statuses` (of the policies this run
-    observed: an issue of a policy it could not see is left as it is)."""
+    """Open, update and close issues so that they match `statuses` (per policy and account, of
+    those this run observed: an issue of a policy or account it could not see stays open)."""
     open_issues = {}
     for issue in client.list_issues(labels=[LABEL], state="open"):
         match = _MARKER.search(issue.body or "")
         if match and not issue.is_pull_request:
-            open_issues[(match.group(1), match.group(2))] = issue
+            open_issues[(match.group(1), match.group(2) or "", match.group(3))] = issue
     outcomes: list[IssueOutcome] = []
-    wanted: set[tuple[str, str]] = set()
-    for policy, ps in sorted(statuses.items()):
+    wanted: set[tuple[str, str, str]] = set()
+    for (policy, account), ps in sorted(statuses.items()):
         for user, st in sorted(ps.users.items()):
             why = attention(st, now)
             if why is None:
                 continue
-            wanted.add((policy, user))
-            title = f"keyrotor: {user} ({policy}) needs attention"
-            body = issue_body(policy, sources.get(policy, "manifests/"), user, why)
-            existing = open_issues.get((policy, user))
+            wanted.add((policy, account, user))
+            title = f"keyrotor: {user} ({policy}, {account}) needs attention"
+            body = issue_body(policy, sources.get(policy, "manifests/"), account, user, why)
+            existing = open_issues.get((policy, account, user))
             if existing is None:
                 created = client.create_issue(title=title, body=body, labels=[LABEL])
-                outcomes.append(IssueOutcome(policy, user, "opened", created.number))
+                outcomes.append(IssueOutcome(policy, user, account, "opened", created.number))
             elif existing.body != body:
                 client.update_issue(existing.number, body=body)
-                outcomes.append(IssueOutcome(policy, user, "updated", existing.number))
-    for (policy, user), issue in sorted(open_issues.items()):
-        if (policy, user) in wanted or policy not in statuses:
-            continue  # still a problem, or a policy this run could not see: leave it open
+                outcomes.append(IssueOutcome(policy, user, account, "updated", existing.number))
+    seen = set(statuses)
+    for (policy, account, user), issue in sorted(open_issues.items()):
+        if (policy, account, user) in wanted:
+            continue  # still a problem
+        if (policy, account) not in seen and not (
+            not account and any(p == policy for p, _ in seen)
+        ):
+            continue  # a policy or account this run could not see: leave it open
         client.create_comment(issue.number, f"`{user}` is fine again; keyrotor closes this issue.")
         client.update_issue(issue.number, state="closed")
-        outcomes.append(IssueOutcome(policy, user, "closed", issue.number))
+        outcomes.append(IssueOutcome(policy, user, account, "closed", issue.number))
     return outcomes

@@ -12,6 +12,7 @@ optionally its `keyrotor.dev/keys` tag and a Secrets Manager secret holding the 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import Any, Final
@@ -20,6 +21,7 @@ from controller.sandbox.config import REGION, format_instant, parse_instant
 
 OWNED_KEYS_TAG: Final = "keyrotor.dev/keys"
 KEY_ID_TAG: Final = "keyrotor.dev/key-id"
+VERSION_TAG: Final = "keyrotor.dev/version"
 
 
 def seed(request: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,14 +55,18 @@ def seed(request: Mapping[str, Any]) -> dict[str, Any]:
             )
         if spec.get("secret_id"):
             value = {"AccessKeyId": key.access_key_id, "SecretAccessKey": key.secret_access_key}
+            version = str(uuid.uuid4())  # recorded as keyrotor records what it writes
             secrets.create_secret(
                 name=str(spec["secret_id"]),
                 secret_string=json.dumps(value),
                 secret_binary=None,
                 description=None,
-                tags=[{"Key": KEY_ID_TAG, "Value": key.access_key_id}],
+                tags=[
+                    {"Key": KEY_ID_TAG, "Value": key.access_key_id},
+                    {"Key": VERSION_TAG, "Value": version},
+                ],
                 kms_key_id=None,
-                client_request_token=None,
+                client_request_token=version,
                 replica_regions=[],
                 force_overwrite=False,
             )

@@ -33,6 +33,8 @@ READ_ONLY = {
     "GetUser", "ListUsers", "ListUserTags", "ListAccessKeys", "GetAccessKeyLastUsed",
     "GetCallerIdentity", "GetSecretValue", "GetParameter", "DescribeSecret",
     "DescribeParameters", "ListTagsForResource", "ListSecretVersionIds", "GetParameterHistory",
+    "GetAccountAuthorizationDetails", "GenerateCredentialReport", "GetCredentialReport",
+    "ListAccessKeys", "AssumeRole",
 }  # fmt: skip
 
 MANIFEST = f"""\
