@@ -236,7 +236,9 @@ def _observe_and_plan(
             for p in group.policies
         }
         for name, record in found.items():
-            records[(name, observed[name].account_id or record.account)] = record
+            # Keyed as the plan names it (an account that could not be observed: ""), while the
+            # record knows the account its files are in.
+            records[(name, observed[name].account_id)] = record
         statuses = {name: r.status for name, r in found.items()}
         first = plan(
             group.policies, observed, statuses, ctx.now, approvals=approvals, findings=findings

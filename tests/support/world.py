@@ -34,7 +34,7 @@ READ_ONLY = {
     "GetCallerIdentity", "GetSecretValue", "GetParameter", "DescribeSecret",
     "DescribeParameters", "ListTagsForResource", "ListSecretVersionIds", "GetParameterHistory",
     "GetAccountAuthorizationDetails", "GenerateCredentialReport", "GetCredentialReport",
-    "ListAccessKeys", "AssumeRole",
+    "AssumeRole",
 }  # fmt: skip
 
 MANIFEST = f"""\
