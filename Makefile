@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest lock bench clean
+.PHONY: demo test test-slow lint typecheck pytest lock bench clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "keyrotor needs Python 3.11 or newer")'
@@ -35,6 +35,10 @@ pytest: $(VENV)/.installed-dev
 	$(BIN)/pytest -n 2
 
 test: lint typecheck pytest
+
+# The whole demo, the small benchmark and the soaks: too slow for `make test`; CI runs them too.
+test-slow: $(VENV)/.installed-dev
+	$(BIN)/pytest -n 2 -m slow
 
 # requirements/action.lock: keyrotor's runtime dependencies and build requirements, pinned with
 # the hashes of every file of each release, for the GitHub Action (pip install --require-hashes).

@@ -13,7 +13,7 @@ import pytest
 from bench.__main__ import main
 from bench.table import BEGIN, END, write_readme
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture

@@ -27,8 +27,8 @@ from controller.demo.scenario import START, USERS, Scenario
 from controller.demo.timeline import OPERATOR, PHASE, WAITING, Event
 from tests.support.network import guarded_connect, guarded_connect_ex
 
-# Each test here starts a sandbox server process of its own.
-pytestmark = pytest.mark.e2e
+# Each test here starts a sandbox server process of its own and runs a whole demo.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @dataclass(frozen=True)

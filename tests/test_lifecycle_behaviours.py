@@ -97,6 +97,7 @@ def status_commits(world: World) -> list[str]:
     return log.splitlines()
 
 
+@pytest.mark.slow
 def test_a_rotation_run_every_six_hours_makes_at_most_six_status_commits(world: World) -> None:
     world.seed_policy(CHECKED_MANIFEST)
     world.seed_user(at=T0)

@@ -108,4 +108,4 @@ def test_a_rollback_opens_its_issue_in_the_same_run(world: World) -> None:
     assert world.iam_keys()[old] == "Active", "rolled back"
     (issue,) = open_issues()
     assert "**RolledBack**" in (issue.body or "")
-    assert f"policy={POLICY} user={USER}" in (issue.body or "")
+    assert f"policy={POLICY} account=123456789012 user={USER}" in (issue.body or "")

@@ -71,6 +71,7 @@ def live(world: World, app: Fleet, start: datetime, days: float, *, every: float
         at += timedelta(hours=every)
 
 
+@pytest.mark.slow
 def test_a_full_rotation_under_load_has_no_failed_call(world: World) -> None:
     old = seed(world, manifest())
     app = fleet(world, 1, 3, 5)
