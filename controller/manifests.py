@@ -613,10 +613,6 @@ def _report_schema_error(error: Any, doc: _Document, defs: Mapping[str, Any] | N
 # --- documents to policies ---------------------------------------------------------------------
 
 
-def _duration(text: str) -> timedelta:
-    return parse_duration(text)
-
-
 def _fields(raw: Mapping[str, Any] | None) -> JsonFields:
     return JsonFields(
         **{
@@ -663,9 +659,9 @@ def _check(raw: Mapping[str, Any]) -> Check:
     if kind == "new-key-used":
         return NewKeyUsedCheck()
     if kind == "old-key-idle":
-        return OldKeyIdleCheck(idle_for=_duration(raw["for"]))
+        return OldKeyIdleCheck(idle_for=parse_duration(raw["for"]))
     if "timeout" in raw:
-        kwargs["timeout"] = _duration(raw["timeout"])
+        kwargs["timeout"] = parse_duration(raw["timeout"])
     if kind == "command":
         if "withNewKey" in raw:
             kwargs["with_new_key"] = raw["withNewKey"]
@@ -684,7 +680,7 @@ def _window(raw: Mapping[str, Any]) -> Window:
     return Window(
         kind=cast(WindowKind, raw["kind"]),
         schedule=raw["schedule"],
-        duration=_duration(raw["duration"]),
+        duration=parse_duration(raw["duration"]),
         time_zone=raw.get("timeZone", "UTC"),
     )
 
@@ -702,7 +698,7 @@ def _policy(doc: _Document, generation: str) -> Policy:
         ("deleteAfter", "delete_after"),
     ):
         if key in spec:
-            kwargs[attr] = _duration(spec[key])
+            kwargs[attr] = parse_duration(spec[key])
     if "checks" in spec:
         kwargs["checks"] = tuple(_check(c) for c in spec["checks"])
     if "windows" in spec:
@@ -717,7 +713,7 @@ def _policy(doc: _Document, generation: str) -> Policy:
             exclude=tuple(users.get("exclude", ())),
             has_selector="selector" in users,
         ),
-        max_key_age=_duration(spec["maxKeyAge"]),
+        max_key_age=parse_duration(spec["maxKeyAge"]),
         targets=tuple(_target(t) for t in spec["targets"]),
         account=Account(
             role_arn=account.get("roleArn"),

@@ -181,3 +181,41 @@ def test_a_shard_is_named_as_i_of_n() -> None:
         with pytest.raises(KeyrotorError, match="I/N"):
             Shard.parse(bad)
     assert {shard_of(str(n).zfill(12), 4) for n in range(50)} == {1, 2, 3, 4}
+
+
+def organizational_unit(aws: Sandbox) -> tuple[str, list[str]]:
+    """An organization with a unit holding two member accounts (and one outside it)."""
+    org = aws.client("organizations")
+    org.create_organization(FeatureSet="ALL")
+    root = org.list_roots()["Roots"][0]["Id"]
+    unit = org.create_organizational_unit(ParentId=root, Name="ci")["OrganizationalUnit"]["Id"]
+    members = []
+    for name in ("ci-one", "ci-two", "elsewhere"):
+        status = org.create_account(Email=f"{name}@example.com", AccountName=name)
+        account = status["CreateAccountStatus"]["AccountId"]
+        if name != "elsewhere":
+            org.move_account(AccountId=account, SourceParentId=root, DestinationParentId=unit)
+            members.append(account)
+    return unit, sorted(members)
+
+
+def test_a_policy_over_an_organizational_unit_rotates_in_every_member_account(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unit, members = organizational_unit(world.aws)
+    world.seed_policy(
+        policy_for(ACCOUNT_A, "fleet").replace(
+            f"roleArn: arn:aws:iam::{ACCOUNT_A}:role/keyrotor",
+            f"organizationalUnit: {unit}\n    roleName: keyrotor",
+        )
+    )
+    for account in members:
+        adopted(world, "fleet", account, seed(world.aws, account, "bot", 1, T0, "fleet"))
+    capsys.readouterr()
+    assert main(["accounts", "--repo", str(world.clone), "--format", "json"]) == 0
+    listed = [row["account"] for row in json.loads(capsys.readouterr().out)["accounts"]]
+    assert listed == members, "the unit's accounts, not the one outside it"
+    assert world.cli("apply", now=DAY80) == 0
+    for account in members:
+        assert keys_in(world.aws, account, "bot-00000") == 2
+    assert sorted(p.name for p in (world.fresh_clone() / "status" / "fleet").iterdir()) == members

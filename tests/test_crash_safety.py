@@ -225,3 +225,33 @@ def test_a_crash_while_rolling_back_converges_to_rolled_back(
     assert w.iam_keys()[old] == "Active"
     assert w.held_key_ids() == {old}
     assert "phase: RolledBack" in w.status_doc(w.tmp / f"run-{w.clones}")
+
+
+def test_a_lost_answer_to_delete_access_key_is_the_goal_reached_and_recorded(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from controller.cli import main
+    from tests.support.faultproxy import Fault, Rule, start_fault_proxy
+
+    run(world, CREATE_AT)
+    use_new_key(world, advance(CREATE_AT, hours=2))
+    run(world, DEACTIVATE_AT)
+    (old,) = [k for k, s in world.iam_keys().items() if s == "Inactive"]
+    with start_fault_proxy(world.aws) as proxy:
+        for name, value in proxy.env(world.aws).items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        # IAM deletes the key, the answer never arrives; the resend is told NoSuchEntity.
+        proxy.add(Rule(Fault.CLOSE_AFTER, action="DeleteAccessKey", nth=1))
+        world.aws.set_clock(DELETE_AT)
+        clone = world.fresh_clone()
+        code = main(["apply", "--repo", str(clone), "--now", DELETE_AT.isoformat()])
+        assert proxy.answered("NoSuchEntity"), "the resend met a key already gone"
+    assert code == 0
+    assert old not in world.iam_keys()
+    capsys.readouterr()
+    main(["history", "--repo", str(world.fresh_clone()), "--format", "json"])
+    steps = [(e["action"], e["key"]) for e in json.loads(capsys.readouterr().out)["entries"]]
+    assert ("delete-key", old) in steps
