@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from controller import commits, lifecycle, ownership
 from controller.approvals import approvals_path
@@ -35,6 +35,10 @@ from controller.secret import AccessKeySecret
 from controller.status import PolicyStatus, UserStatus
 from controller.statusfiles import PolicyRecords, dump_user, load_user, user_path
 from controller.targets import BoundTarget, ReadableTarget, TargetServices, bind_all, find_secret
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
+    from mypy_boto3_iam.type_defs import AccessKeyMetadataTypeDef
 
 # A new key can take a few seconds to authenticate everywhere (IAM is eventually consistent).
 VERIFY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
@@ -345,26 +349,26 @@ class Executor:
         self._hook(f"after:{name}")
         return response
 
-    def _keys(self, iam: Any, user: str) -> dict[str, dict[str, Any]]:
+    def _keys(self, iam: IAMClient, user: str) -> dict[str, AccessKeyMetadataTypeDef]:
         metas = iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
         return {m["AccessKeyId"]: m for m in metas}
 
     # -- ownership: IAM's tags, read live before every step and written only here --
-    def _ownership(self, iam: Any, user: str) -> ownership.Ownership:
+    def _ownership(self, iam: IAMClient, user: str) -> ownership.Ownership:
         tags: dict[str, str] = {}
         for page in iam.get_paginator("list_user_tags").paginate(UserName=user):
             tags.update({t["Key"]: t["Value"] for t in page["Tags"]})
         return ownership.parse(tags)
 
     def _owned(
-        self, own: ownership.Ownership, keys: Mapping[str, Mapping[str, Any]]
+        self, own: ownership.Ownership, keys: Mapping[str, AccessKeyMetadataTypeDef]
     ) -> dict[str, datetime]:
         return {k: m["CreateDate"] for k, m in keys.items() if own.owns(k, m["CreateDate"])}
 
     def _record_keys(
         self,
         policy: Policy,
-        iam: Any,
+        iam: IAMClient,
         user: str,
         owned: Mapping[str, datetime],
         *,
@@ -383,7 +387,11 @@ class Executor:
         )
 
     def _require_owned(
-        self, own: ownership.Ownership, keys: Mapping[str, Mapping[str, Any]], key: str, user: str
+        self,
+        own: ownership.Ownership,
+        keys: Mapping[str, AccessKeyMetadataTypeDef],
+        key: str,
+        user: str,
     ) -> None:
         meta = keys.get(key)
         if meta is None or not own.owns(key, meta["CreateDate"]):
@@ -398,7 +406,7 @@ class Executor:
         self._hook(f"after:write {target.description}")
 
     def _adopt(
-        self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
+        self, policy: Policy, action: Action, iam: IAMClient, targets: list[BoundTarget]
     ) -> Outcome:
         keys = self._keys(iam, action.user)
         own = self._ownership(iam, action.user)
@@ -430,7 +438,7 @@ class Executor:
         return Outcome(action.key)
 
     def _record_targets(
-        self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
+        self, policy: Policy, action: Action, iam: IAMClient, targets: list[BoundTarget]
     ) -> Outcome:
         keys = self._keys(iam, action.user)
         for target in targets:
@@ -444,7 +452,7 @@ class Executor:
         return Outcome()
 
     def _create(
-        self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
+        self, policy: Policy, action: Action, iam: IAMClient, targets: list[BoundTarget]
     ) -> Outcome:
         keys = self._keys(iam, action.user)
         if len(keys) >= 2:
@@ -482,7 +490,9 @@ class Executor:
         self._record_keys(policy, iam, action.user, owned, fulfil_intent=True)
         return Outcome(secret.access_key_id, created["CreateDate"], self_used_at)
 
-    def _verify(self, policy: Policy, iam: Any, user: str, secret: AccessKeySecret) -> datetime:
+    def _verify(
+        self, policy: Policy, iam: IAMClient, user: str, secret: AccessKeySecret
+    ) -> datetime:
         """Prove the new key authenticates as `user` before any application is given it.
 
         Returns when keyrotor last used the key itself (new-key-used counts only uses after
@@ -542,7 +552,7 @@ class Executor:
         return [t for t in targets if t.readable and _held(t) == key_id]
 
     def _store(
-        self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
+        self, policy: Policy, action: Action, iam: IAMClient, targets: list[BoundTarget]
     ) -> Outcome:
         assert action.key is not None
         keys = self._keys(iam, action.user)
@@ -572,7 +582,7 @@ class Executor:
         return Outcome(action.key, created, None)
 
     def _reactivate(
-        self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
+        self, policy: Policy, action: Action, iam: IAMClient, targets: list[BoundTarget]
     ) -> Outcome:
         """Roll back: the old key works again at once, then the targets get it back if they can."""
         assert action.key is not None
@@ -599,7 +609,7 @@ class Executor:
         return Outcome(action.key, restored="all")
 
     def _delete_orphan(
-        self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
+        self, policy: Policy, action: Action, iam: IAMClient, targets: list[BoundTarget]
     ) -> Outcome:
         assert action.key is not None
         keys = self._keys(iam, action.user)
@@ -618,7 +628,7 @@ class Executor:
         return self._delete_unheld(iam, targets, action, "it is not an orphan")
 
     def _deactivate(
-        self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
+        self, policy: Policy, action: Action, iam: IAMClient, targets: list[BoundTarget]
     ) -> Outcome:
         assert action.key is not None
         keys = self._keys(iam, action.user)
@@ -650,7 +660,7 @@ class Executor:
         return Outcome(action.key)
 
     def _delete(
-        self, policy: Policy, action: Action, iam: Any, targets: list[BoundTarget]
+        self, policy: Policy, action: Action, iam: IAMClient, targets: list[BoundTarget]
     ) -> Outcome:
         assert action.key is not None
         keys = self._keys(iam, action.user)
@@ -670,14 +680,16 @@ class Executor:
         return outcome
 
     @staticmethod
-    def _require_another_active(keys: Mapping[str, Mapping[str, Any]], key: str, user: str) -> None:
+    def _require_another_active(
+        keys: Mapping[str, AccessKeyMetadataTypeDef], key: str, user: str
+    ) -> None:
         if not any(k != key and m["Status"] == "Active" for k, m in keys.items()):
             raise PreconditionFailed(
                 f"{key} would leave {user} with no active key; keyrotor never does that"
             )
 
     def _delete_unheld(
-        self, iam: Any, targets: list[BoundTarget], action: Action, refusal: str
+        self, iam: IAMClient, targets: list[BoundTarget], action: Action, refusal: str
     ) -> Outcome:
         """Delete `action.key`, re-reading every target first: never a key a target holds."""
         assert action.key is not None

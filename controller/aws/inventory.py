@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from controller import ownership, targets
 from controller.aws import AWS_ERRORS, describe_error, error_code
@@ -32,6 +32,9 @@ from controller.errors import KeyrotorError
 from controller.inventory import ObservedKey, ObservedUser, PolicyObservation
 from controller.policy import Policy
 from controller.status import Phase, PolicyStatus, UserStatus
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
 
 
 class AwsInventory:
@@ -90,7 +93,7 @@ class AwsInventory:
 
     def _users(
         self,
-        iam: Any,
+        iam: IAMClient,
         policy: Policy,
         account_id: str,
         snapshot: AccountSnapshot,
@@ -118,7 +121,7 @@ class AwsInventory:
         return users
 
     def _live(
-        self, iam: Any, policy: Policy, listed: ListedUser, account_id: str
+        self, iam: IAMClient, policy: Policy, listed: ListedUser, account_id: str
     ) -> ObservedUser | None:
         try:
             joined = read_live_keys(iam, listed.name)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mypy_boto3_organizations import OrganizationsClient
 
 
-def member_accounts(organizations: Any, unit: str) -> list[str]:
+def member_accounts(organizations: OrganizationsClient, unit: str) -> list[str]:
     """Ids of the ACTIVE accounts in `unit` and every unit below it, sorted.
 
     Needs `organizations:ListAccountsForParent` and `organizations:ListOrganizationalUnitsForParent`
@@ -23,8 +26,8 @@ def member_accounts(organizations: Any, unit: str) -> list[str]:
             ParentId=parent
         ):
             found.update(a["Id"] for a in page["Accounts"] if a.get("Status") == "ACTIVE")
-        for page in organizations.get_paginator("list_organizational_units_for_parent").paginate(
+        for units in organizations.get_paginator("list_organizational_units_for_parent").paginate(
             ParentId=parent
         ):
-            pending.extend(u["Id"] for u in page["OrganizationalUnits"])
+            pending.extend(u["Id"] for u in units["OrganizationalUnits"])
     return sorted(found)

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from botocore.client import BaseClient
     from botocore.config import Config
     from mypy_boto3_iam import IAMClient
+    from mypy_boto3_organizations import OrganizationsClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_ssm import SSMClient
     from mypy_boto3_sts import STSClient
@@ -339,6 +340,15 @@ class Sandbox:
         *,
         config: Config | None = None,
     ) -> SSMClient: ...
+    @overload
+    def client(
+        self,
+        service: Literal["organizations"],
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        *,
+        config: Config | None = None,
+    ) -> OrganizationsClient: ...
     @overload
     def client(
         self,

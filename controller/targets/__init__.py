@@ -84,7 +84,7 @@ def bind(
             target,
             render(target.secret_id),
             user,
-            services.sessions.client(policy.account, "secretsmanager", target.region),
+            services.sessions.secretsmanager(policy.account, target.region),
         )
     if isinstance(target, SsmParameterTarget):
         from controller.targets.ssm import SsmParameter
@@ -93,7 +93,7 @@ def bind(
             target,
             render(target.name),
             user,
-            services.sessions.client(policy.account, "ssm", target.region),
+            services.sessions.ssm(policy.account, target.region),
         )
     if isinstance(target, GithubActionsSecretTarget):
         from controller.targets.github import GithubActionsSecret

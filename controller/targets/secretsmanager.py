@@ -9,20 +9,26 @@ reads them back with `DescribeSecret` alone, never the value.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.aws import AWS_ERRORS, describe_error, error_code
 from controller.errors import TargetError
 from controller.policy import SecretsManagerTarget
 from controller.secret import AccessKeySecret
 from controller.targets import jsonvalue
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
 from controller.targets.metadata import KEY_ID_TAG, VERSION_TAG, TargetMetadata, tags_for
 
 
 class SecretsManagerSecret:
     readable = True
 
-    def __init__(self, spec: SecretsManagerTarget, secret_id: str, user: str, client: Any) -> None:
+    def __init__(
+        self, spec: SecretsManagerTarget, secret_id: str, user: str, client: SecretsManagerClient
+    ) -> None:
         self.spec, self.secret_id, self.user, self._client = spec, secret_id, user, client
         self.description = f"aws-secrets-manager {secret_id}"
 

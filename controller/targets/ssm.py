@@ -7,20 +7,24 @@ After each write keyrotor tags the parameter with the key id and the version num
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.aws import AWS_ERRORS, describe_error, error_code
 from controller.errors import TargetError
 from controller.policy import SsmParameterTarget
 from controller.secret import AccessKeySecret
 from controller.targets import jsonvalue
+
+if TYPE_CHECKING:
+    from mypy_boto3_ssm import SSMClient
+
 from controller.targets.metadata import KEY_ID_TAG, VERSION_TAG, TargetMetadata, tags_for
 
 
 class SsmParameter:
     readable = True
 
-    def __init__(self, spec: SsmParameterTarget, name: str, user: str, client: Any) -> None:
+    def __init__(self, spec: SsmParameterTarget, name: str, user: str, client: SSMClient) -> None:
         self.spec, self.name, self.user, self._client = spec, name, user, client
         self.description = f"aws-ssm-parameter {name}"
 
