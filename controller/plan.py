@@ -111,10 +111,20 @@ class PolicyPlan:
         return (*self.findings, *(f for u in self.users for f in u.findings))
 
 
+#: Findings that mean this run could not do what the manifests ask (a policy that could not be
+#: observed): every command that meets one exits 1, after doing what it could for the others.
+ERROR_REASONS: frozenset[Reason] = frozenset({Reason.CANNOT_OBSERVE})
+
+
 @dataclass(frozen=True)
 class Plan:
     now: datetime
     policies: tuple[PolicyPlan, ...] = ()
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        """The findings that make the run fail (`ERROR_REASONS`)."""
+        return tuple(f for f in self.findings if f.reason in ERROR_REASONS)
 
     @property
     def actions(self) -> tuple[Action, ...]:

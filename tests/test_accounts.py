@@ -132,9 +132,17 @@ def test_two_accounts_behind_roles_rotate_side_by_side(world: World) -> None:
     ]
 
 
-def test_an_account_whose_role_cannot_be_assumed_does_not_stop_the_others(
-    world: World, aws: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+ROLE_B = f"arn:aws:iam::{ACCOUNT_B}:role/keyrotor"
+
+
+def run_with_account_b_unreachable(
+    world: World,
+    aws: Sandbox,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    *argv: str,
+) -> tuple[int, str]:
+    """Run the CLI while every AssumeRole into account B fails; (exit code, stdout + stderr)."""
     two_accounts(world)
     monkeypatch.setenv("AWS_RETRY_MODE", "standard")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
@@ -144,15 +152,44 @@ def test_an_account_whose_role_cannot_be_assumed_does_not_stop_the_others(
                 monkeypatch.delenv(name, raising=False)
             else:
                 monkeypatch.setenv(name, value)
-        role_b = f"arn:aws:iam::{ACCOUNT_B}:role/keyrotor"
-        proxy.add(Rule(Fault.ERROR_503, action="AssumeRole", where={"RoleArn": role_b}))
+        proxy.add(Rule(Fault.ERROR_503, action="AssumeRole", where={"RoleArn": ROLE_B}))
         capsys.readouterr()
-        code = main(["apply", "--repo", str(world.clone), "--now", DAY80.isoformat()])
+        code = main([*argv, "--repo", str(world.clone), "--now", DAY80.isoformat()])
     out = capsys.readouterr()
-    assert code in (0, 1)  # exit 1 for an observation error: see tests/test_observation_errors
-    assert f"cannot assume role {role_b}" in out.out + out.err
+    return code, out.out + out.err
+
+
+def test_an_account_whose_role_cannot_be_assumed_does_not_stop_the_others(
+    world: World, aws: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out = run_with_account_b_unreachable(world, aws, capsys, monkeypatch, "apply")
+    assert code == 1, "a policy that could not be observed is an error"
+    assert f"cannot assume role {ROLE_B}" in out
     assert keys_in(world.aws, ACCOUNT_A, "alpha-00000") == 2, "alpha rotated all the same"
     assert keys_in(world.aws, ACCOUNT_B, "beta-00000") == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("plan",),
+        ("plan", "--detailed-exitcode"),
+        ("plan", "--format", "json"),
+        ("reconcile",),
+        ("apply", "--dry-run"),
+    ],
+    ids=" ".join,
+)
+def test_an_account_that_cannot_be_observed_makes_every_command_exit_1(
+    world: World,
+    aws: Sandbox,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: tuple[str, ...],
+) -> None:
+    code, out = run_with_account_b_unreachable(world, aws, capsys, monkeypatch, *argv)
+    assert code == 1, out
+    assert f"cannot assume role {ROLE_B}" in out
 
 
 def test_shards_split_the_accounts_and_a_shard_acts_only_in_its_own(

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import uuid
 from datetime import UTC, datetime
 
 from controller.accounts import Shard
 from controller.aws import AwsSessions, adaptive_from, max_attempts_from
 from controller.context import CiEnvironment, RunContext
+from controller.plan import Plan
 
 
 def now_of(args: argparse.Namespace) -> datetime:
@@ -38,3 +40,10 @@ def run_context(args: argparse.Namespace) -> RunContext:
         parallel=getattr(args, "parallel", 4),
         shard=Shard.parse(shard) if shard else None,
     )
+
+
+def report_errors(plan: Plan) -> bool:
+    """Say on stderr why the run fails (a policy that could not be observed); True if it does."""
+    for finding in plan.errors:
+        print(f"keyrotor: {finding.policy}: {finding.message}", file=sys.stderr)
+    return bool(plan.errors)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from controller.commands import run_context
+from controller.commands import report_errors, run_context
 from controller.render import plan_text
 from controller.service import apply_once, open_workspace, plan_once
 
@@ -14,8 +14,9 @@ from controller.service import apply_once, open_workspace, plan_once
 def run(args: argparse.Namespace) -> int:
     ctx = run_context(args)
     if args.dry_run:
-        sys.stdout.write(plan_text(plan_once(ctx, open_workspace(args.repo, args.policy))))
-        return 0
+        planned = plan_once(ctx, open_workspace(args.repo, args.policy))
+        sys.stdout.write(plan_text(planned))
+        return 1 if report_errors(planned) else 0
     plan, result = apply_once(ctx, Path(args.repo), args.policy, fetch=not args.no_fetch)
     done = sum(1 for r in result.results if r.ok)
     print(
@@ -26,4 +27,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {finding.kind}: {finding.policy}/{finding.user}: {finding.message}")
     for error in result.errors:
         print(f"keyrotor: {error}", file=sys.stderr)
-    return 1 if result.failed or result.errors else 0
+    unobserved = report_errors(plan)
+    return 1 if result.failed or result.errors or unobserved else 0

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from controller.commands import run_context
+from controller.commands import report_errors, run_context
 from controller.gitops.repo import StatusRepo
 from controller.render import plan_json, plan_markdown, plan_text
 from controller.service import open_workspace, plan_once
@@ -21,6 +21,8 @@ def run(args: argparse.Namespace) -> int:
             repo.sync()
     result = plan_once(ctx, open_workspace(args.repo, args.policy))
     sys.stdout.write(RENDERERS[args.format](result))
+    if report_errors(result):
+        return 1
     if args.detailed_exitcode and result.actions:
         return 2
     return 0

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from controller.commands import run_context
+from controller.commands import report_errors, run_context
 from controller.render import plan_markdown
 from controller.service import ReconcileResult, reconcile_once
 
@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     _append(ctx.ci.output, f"changes_present={flag}\n")
     for error in applied.errors:
         print(f"keyrotor: {error}", file=sys.stderr)
-    return 1 if applied.failed or applied.errors else 0
+    unobserved = report_errors(result.plan)
+    return 1 if applied.failed or applied.errors or unobserved else 0
 
 
 def render_summary(result: ReconcileResult) -> str:
