@@ -115,6 +115,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "actions": [
             {
                 "policy": a.policy,
+                "account": pp.account_id or None,
                 "user": a.user,
                 "action": str(a.kind),
                 "key": a.key,
@@ -123,18 +124,21 @@ def plan_document(plan: Plan) -> dict[str, Any]:
                 "message": a.message,
                 "facts": facts_document(a.facts),
             }
-            for a in plan.actions
+            for pp in plan.policies
+            for a in pp.actions
         ],
         "findings": [
             {
                 "policy": f.policy,
+                "account": pp.account_id or None,
                 "user": f.user,
                 "kind": str(f.kind),
                 "reason": str(f.reason),
                 "message": f.message,
                 "facts": facts_document(f.facts),
             }
-            for f in plan.findings
+            for pp in plan.policies
+            for f in pp.all_findings
         ],
     }
 

@@ -192,6 +192,22 @@ def test_an_account_that_cannot_be_observed_makes_every_command_exit_1(
     assert f"cannot assume role {ROLE_B}" in out
 
 
+def test_the_json_plan_names_the_account_of_every_action(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    two_accounts(world)
+    capsys.readouterr()
+    assert (
+        main(["plan", "--format", "json", "--repo", str(world.clone), "--now", DAY80.isoformat()])
+        == 0
+    )
+    actions = json.loads(capsys.readouterr().out)["actions"]
+    assert {(a["policy"], a["account"], a["action"]) for a in actions} == {
+        ("alpha", ACCOUNT_A, "create-key"),
+        ("beta", ACCOUNT_B, "create-key"),
+    }
+
+
 def test_shards_split_the_accounts_and_a_shard_acts_only_in_its_own(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
