@@ -599,6 +599,7 @@ def test_the_json_plan_has_the_documented_shape() -> None:
     assert doc["actions"] == [
         {
             "policy": "ci",
+            "account": None,
             "user": "bot",
             "action": "create-key",
             "key": None,
