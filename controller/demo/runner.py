@@ -372,8 +372,11 @@ def _reason(
     now: datetime, up: UserPlan, st: UserStatus, done: Sequence[ActionResult], overdue_new: bool
 ) -> str:
     parts = []
+    adopted = [r.action.key for r in done if r.action.kind == ActionKind.ADOPT_KEY]
     for r in done:
         a = r.action
+        if a.kind in (ActionKind.ADOPT_KEY, ActionKind.RECORD_TARGETS):
+            continue  # bookkeeping: said once below, not in full
         if a.kind == ActionKind.CREATE_KEY:
             parts.append(f"created {r.outcome.key_id}, stored it in every target: {a.message}")
         elif a.kind == ActionKind.DEACTIVATE_KEY and a.reason == Reason.NEW_KEY_IN_USE:
@@ -385,9 +388,9 @@ def _reason(
         elif a.kind == ActionKind.DELETE_KEY:
             parts.append(f"deleted {a.key}: {a.message}")
         else:
-            parts.append(f"{a.kind} {a.key or ''}: {a.message}")
+            parts.append(f"{a.kind} {a.key}: {a.message}" if a.key else f"{a.kind}: {a.message}")
     if parts:
-        return "; ".join(parts)
+        return "; ".join([f"adopted {key}" for key in adopted if key] + parts)
     if overdue_new:
         return next(f.message for f in up.findings if f.kind == FindingKind.OVERDUE)
     if st.phase == Phase.BLOCKED:
