@@ -221,11 +221,15 @@ def _observe_and_plan(
             return {p.name: PolicyObservation(p.name, error=group.error) for p in group.policies}
         return inventory.observe(group.policies, ctx.now, hint)
 
-    if ctx.parallel > 1 and len(groups) > 1:
-        with ThreadPoolExecutor(max_workers=ctx.parallel, thread_name_prefix="observe") as pool:
-            observations = list(pool.map(observe, groups))
-    else:
-        observations = [observe(g) for g in groups]
+    # The status files are parsed while AWS answers (its answers are mostly waiting).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="status") as loader:
+        preloaded = loader.submit(ws.tree.preload)
+        if ctx.parallel > 1 and len(groups) > 1:
+            with ThreadPoolExecutor(max_workers=ctx.parallel, thread_name_prefix="observe") as pool:
+                observations = list(pool.map(observe, groups))
+        else:
+            observations = [observe(g) for g in groups]
+        preloaded.result()
     approvals = verified.approvals if verified else ws.approvals
     findings = verified.findings if verified else None
     plans: list[PolicyPlan] = []

@@ -93,6 +93,21 @@ class StatusTree:
     """Every status file of a checkout, by path (as `GitStore.read_files("status")` gives)."""
 
     files: Mapping[str, str]
+    # Parsed files by path (`preload`, or as `policy` parses them): parsing thousands of files
+    # is most of a no-op plan's own time, so the service does it while AWS is being read.
+    _parsed: dict[str, UserStatus] = field(default_factory=dict, compare=False, repr=False)
+
+    def preload(self) -> None:
+        """Parse every per-user status file now (a bad one raises, as `policy` would)."""
+        for path, text in self.files.items():
+            if path.count("/") == 3 and path not in self._parsed:
+                self._parsed[path] = load_user(text, path=path)
+
+    def _user(self, path: str, text: str) -> UserStatus:
+        found = self._parsed.get(path)
+        if found is None:
+            found = self._parsed[path] = load_user(text, path=path)
+        return found
 
     @classmethod
     def from_directory(cls, root: Path) -> StatusTree:
@@ -119,7 +134,7 @@ class StatusTree:
         prefix = f"{STATUS_DIR}/{policy}/{account}/"
         texts = {p: t for p, t in self.files.items() if account and p.startswith(prefix)}
         if texts:
-            users = {p[len(prefix) : -len(".yaml")]: load_user(t, path=p) for p, t in texts.items()}
+            users = {p[len(prefix) : -len(".yaml")]: self._user(p, t) for p, t in texts.items()}
             return PolicyRecords(PolicyStatus(policy, users), account, texts)
         old = legacy_path(policy)
         if old in self.files:

@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ import boto3
 import botocore.config
 import botocore.loaders
 import botocore.session
+import botocore.utils
 from botocore.exceptions import BotoCoreError, ClientError
 
 from controller.aws.retries import (
@@ -89,11 +91,32 @@ def _loader() -> botocore.loaders.Loader:
     return botocore.loaders.create_loader()
 
 
+def parse_timestamp(value: Any) -> datetime:
+    """botocore's timestamp parser, without dateutil for the ISO 8601 times AWS sends.
+
+    botocore parses every timestamp of a response with dateutil, which is most of the time it
+    takes to read a page of 1000 users; `datetime.fromisoformat` reads the same text 50x faster.
+    Anything else (epoch seconds, other formats) goes to botocore's own parser.
+    """
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return botocore.utils.parse_timestamp(value)
+
+
 def new_session(**kwargs: Any) -> boto3.Session:
-    """A boto3 session whose service models are loaded once per process, not once per session:
-    building a client then costs milliseconds, however many sessions a process makes."""
+    """A boto3 session whose service models are loaded once per process, not once per session
+    (building a client then costs milliseconds, however many sessions a process makes), and
+    whose responses' timestamps are parsed by `parse_timestamp`."""
     core = botocore.session.get_session()
     core.register_component("data_loader", _loader())
+    core.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=parse_timestamp
+    )
     return boto3.Session(botocore_session=core, **kwargs)
 
 
