@@ -97,3 +97,39 @@ def test_status_of_the_first_release_is_migrated_to_one_file_per_user(world: Wor
         capture_output=True,
     )
     assert gone.returncode != 0, "the old whole-policy file is removed once migrated"
+
+
+REJECT_BACKUPS = """#!/bin/sh
+# The remote refuses any push that carries a status commit of policy backups' steps.
+while read old new ref; do
+    if git log --format=%s "$old..$new" 2>/dev/null | grep -q '^keyrotor(backups): create key'; then
+        echo "status of backups refused by this test" >&2
+        exit 1
+    fi
+done
+"""
+
+
+def test_a_failed_status_push_of_one_policy_stops_no_other_and_the_run_exits_1(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.seed_policy()  # ci-deployers: deploy-bot
+    world.seed_policy(SECOND_POLICY, name="backups.yaml")  # backups: archive-bot
+    world.seed_user("deploy-bot", at=T0)
+    world.seed_user("archive-bot", at=T0)
+    assert world.cli("apply", now=advance(T0, days=10)) == 0  # both adopted
+    hook = world.bare / "hooks" / "pre-receive"
+    hook.write_text(REJECT_BACKUPS)
+    hook.chmod(0o755)
+    capsys.readouterr()
+    assert world.cli("apply", now=DAY80) == 1
+    assert "backups" in capsys.readouterr().err, "the failure is named"
+    assert len(world.iam_keys("deploy-bot")) == 2, "ci-deployers' steps ran"
+    assert len(world.iam_keys("archive-bot")) == 2
+    # Once the remote accepts again, the next run on the same checkout publishes what was kept.
+    hook.unlink()
+    assert world.cli("apply", now=advance(DAY80, minutes=10)) == 0
+    phases = remote_phases(world, capsys)
+    assert phases[("ci-deployers", "deploy-bot")] == "AwaitingUse"
+    assert phases[("backups", "archive-bot")] == "AwaitingUse"
+    assert len(world.iam_keys("archive-bot")) == 2, "no second key was made for the lost record"
