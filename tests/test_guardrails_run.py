@@ -12,6 +12,7 @@ import json
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ from controller.reasons import Reason
 from controller.sandbox.config import DEFAULT_START as T0
 from controller.sandbox.handle import UserSeed
 from controller.status import PolicyStatus
-from tests.support.world import MANIFEST, USER, World, advance
+from tests.support.world import USER, World, advance
 
 TAKEOVER = """\
 apiVersion: keyrotor.dev/v1
@@ -59,16 +60,18 @@ def write_guardrails(world: World, text: str = GUARDRAILS) -> str:
     return str(path)
 
 
-def plan_document(world: World, capsys: pytest.CaptureFixture[str], *args: str, now: datetime):  # type: ignore[no-untyped-def]
+def plan_document(
+    world: World, capsys: pytest.CaptureFixture[str], *args: str, now: datetime
+) -> tuple[int, dict[str, Any], str]:
     capsys.readouterr()
     code = world.cli("plan", "--format", "json", *args, now=now)
     out = capsys.readouterr()
     return code, json.loads(out.out), out.err
 
 
-def keys_and_tags(world: World, user: str) -> tuple[dict[str, str], list[dict[str, str]]]:
+def keys_and_tags(world: World, user: str) -> tuple[dict[str, str], dict[str, str]]:
     tags = world.aws.client("iam").list_user_tags(UserName=user)["Tags"]
-    return world.iam_keys(user), tags
+    return world.iam_keys(user), {t["Key"]: t["Value"] for t in tags}
 
 
 # --- end to end ----------------------------------------------------------------------------------
@@ -154,10 +157,10 @@ def test_a_policy_that_breaks_a_guardrail_is_refused_while_another_rotates(
     assert code == 1
     (refused,) = [f for f in document["findings"] if f["kind"] == "refused"]
     assert refused["policy"] == "grab" and refused["reason"] == Reason.GUARDRAIL_VIOLATED
-    assert "manifests/grab.yaml:7:14" in refused["message"]
+    assert "manifests/grab.yaml:7:13" in refused["message"]
     assert "users.denyNames" in refused["message"]
-    assert "manifests/grab.yaml:7:14" in err
-    assert [a["policy"] for a in document["actions"]] == ["ci-deployers"]
+    assert "manifests/grab.yaml:7:13" in err
+    assert {a["policy"] for a in document["actions"]} == {"ci-deployers"}
 
     capsys.readouterr()
     assert world.cli("apply", "--guardrails", guardrails, now=day80) == 1
@@ -186,8 +189,8 @@ def test_max_changes_per_run_holds_the_newer_keys_for_the_next_run(
     assert [(a["user"], a["action"]) for a in document["actions"]] == [("bot-b", "create-key")]
     held = [f for f in document["findings"] if f["kind"] == "held"]
     assert [(f["user"], f["facts"]["step"]) for f in held] == [
-        ("bot-c", "create-key"),
         ("bot-a", "create-key"),
+        ("bot-c", "create-key"),
     ]
     assert all(f["facts"]["max_changes"] == 1 for f in held)
     assert "maxChangesPerRun" in held[0]["message"]
