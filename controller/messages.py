@@ -241,10 +241,10 @@ def _guardrail_excluded(f: _F) -> str:
 
 
 def _max_changes(f: _F) -> str:
-    key = f" of {f.s('key')}" if f.has("key") else ""
+    key = f" (key {f.s('key')})" if f.has("key") else ""
     return (
-        f"{f.s('step')}{key} waits for the next run: this run already makes "
-        f"maxChangesPerRun ({f.s('max_changes')}) changes, older keys first"
+        f"{f.s('step')}{key} waits for the next run: this run already makes the "
+        f"maxChangesPerRun of {f.s('max_changes')} changes, to older keys first"
     )
 
 
