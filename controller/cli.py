@@ -83,6 +83,14 @@ def _accounts(sub: argparse.ArgumentParser) -> None:
     )
 
 
+def _guardrails(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--guardrails",
+        metavar="FILE",
+        help="the guardrails in force: a file or ssm:NAME (default: $KEYROTOR_GUARDRAILS)",
+    )
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -133,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fetch and fast-forward to the upstream branch first (apply does by default)",
     )
     _accounts(p)
+    _guardrails(p)
     p.set_defaults(handler="controller.commands.plan:run")
 
     p = subs.add_parser(
@@ -147,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not fetch and fast-forward to the upstream branch first",
     )
     _accounts(p)
+    _guardrails(p)
     p.set_defaults(handler="controller.commands.apply:run")
 
     p = subs.add_parser("resume", help="retry a rolled-back rotation (commits the decision)")
@@ -174,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not fetch and fast-forward to the upstream branch first",
     )
     _accounts(p)
+    _guardrails(p)
     p.set_defaults(handler="controller.commands.reconcile:run")
 
     p = subs.add_parser(

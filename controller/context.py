@@ -19,6 +19,7 @@ from controller.aws import AwsSessions
 if TYPE_CHECKING:
     from controller.accounts import Shard
     from controller.github.client import GitHubClient
+    from controller.guardrails import Guardrails
 
 Hook = Callable[[str], None]
 """Sees every named step of a run (`before:create_access_key`, `push:intent`, ...); tests raise
@@ -89,6 +90,8 @@ class RunContext:
     parallel: int = 4
     # Only the accounts of this shard of a GitHub Actions matrix (None: every account).
     shard: Shard | None = None
+    # The guardrails in force, loaded once at the edge (None: none, and the CLI warned so).
+    guardrails: Guardrails | None = None
 
     def __post_init__(self) -> None:
         if not self.run_id:

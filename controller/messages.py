@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 
 from controller.approvals import approvals_path
 from controller.durations import format_duration
+from controller.guardrails.messages import violation_text
+from controller.guardrails.model import ExclusionReason, Rule
 from controller.policy import Window
 from controller.reasons import ApprovalRefusal, Facts, FactValue, Reason
 from controller.windows import DEFAULT_HORIZON, WindowState, explain, time_zone
@@ -213,6 +215,39 @@ _REFUSALS: dict[ApprovalRefusal, Callable[[_F], str]] = {
 }
 
 
+def _guardrail_violated(f: _F) -> str:
+    sentence = violation_text(
+        Rule(f.s("rule")),
+        path=f.s("path"),
+        guardrail=f.s("guardrail"),
+        guardrail_at=f.s("guardrail_at"),
+        subject=f.s("subject"),
+        limit=f.s("limit"),
+    )
+    return f"{f.s('where')}: refused, nothing is read or done for this policy: {sentence}"
+
+
+def _guardrail_excluded(f: _F) -> str:
+    reason = ExclusionReason(f.s("exclusion"))
+    if reason is ExclusionReason.ACCOUNT_NOT_ALLOWED:
+        why = f"account {f.s('account')} is not in accounts"
+    elif reason is ExclusionReason.DENIED_NAME:
+        why = f"user {f.s('user')} is in users.denyNames"
+    elif reason is ExclusionReason.DENIED_TAG:
+        why = f"the user carries the protecting tag {f.s('tag')} (users.denyTags)"
+    else:
+        why = f"path {f.s('user_path')} is outside users.pathPrefixes ({f.joined('prefixes')})"
+    return f"{f.s('user')}: excluded by the guardrails, never touched: {why}"
+
+
+def _max_changes(f: _F) -> str:
+    key = f" (key {f.s('key')})" if f.has("key") else ""
+    return (
+        f"{f.s('step')}{key} waits for the next run: this run already makes the "
+        f"maxChangesPerRun of {f.s('max_changes')} changes, to older keys first"
+    )
+
+
 def _approval_refused(f: _F) -> str:
     why = _REFUSALS[ApprovalRefusal(f.s("refusal"))](f)
     return f"{approvals_path(f.s('policy'))} on {f.s('base')} is not an approval: {why}"
@@ -333,6 +368,9 @@ _RENDER: dict[Reason, Callable[[_F], str]] = {
     Reason.TARGET_OVERWRITTEN: _target_overwritten,
     Reason.CANNOT_OBSERVE: lambda f: f"cannot observe policy {f.s('policy')}: {f.s('error')}",
     Reason.DESELECTED: _deselected,
+    Reason.GUARDRAIL_VIOLATED: _guardrail_violated,
+    Reason.GUARDRAIL_EXCLUDED: _guardrail_excluded,
+    Reason.MAX_CHANGES_PER_RUN: _max_changes,
     Reason.ADOPTED: lambda f: (
         f"record in IAM that keyrotor manages {f.joined('keys')} of {f.s('user')} "
         "(the keyrotor.dev/keys tag)"

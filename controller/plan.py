@@ -36,6 +36,12 @@ class FindingKind(StrEnum):
     AWAITING_APPROVAL = "awaiting-approval"
     WAITING = "waiting"
     DRIFT = "drift"
+    # The policy breaks a guardrail: nothing is read or done for it, and the run exits 1.
+    REFUSED = "refused"
+    # A user the selector matched that a guardrail keeps keyrotor from touching.
+    EXCLUDED = "excluded"
+    # A due step past `maxChangesPerRun`: it waits for the next run.
+    HELD = "held"
 
 
 @dataclass(frozen=True)
@@ -112,8 +118,9 @@ class PolicyPlan:
 
 
 #: Findings that mean this run could not do what the manifests ask (a policy that could not be
-#: observed): every command that meets one exits 1, after doing what it could for the others.
-ERROR_REASONS: frozenset[Reason] = frozenset({Reason.CANNOT_OBSERVE})
+#: observed, or one that breaks a guardrail): every command that meets one exits 1, after doing
+#: what it could for the others.
+ERROR_REASONS: frozenset[Reason] = frozenset({Reason.CANNOT_OBSERVE, Reason.GUARDRAIL_VIOLATED})
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from enum import StrEnum
 from controller import checks, lifecycle, messages, ownership, windows
 from controller.approvals import Approval, key_digest
 from controller.checks import CheckResult, CheckState
+from controller.guardrails.evaluate import exclusion
+from controller.guardrails.model import Guardrails
 from controller.inventory import (
     Holding,
     ObservedKey,
@@ -168,18 +170,31 @@ def plan(
     approvals: Mapping[tuple[str, str], Approval] | None = None,
     external: Mapping[tuple[str, str], checks.ExternalResults] | None = None,
     findings: Mapping[str, Sequence[Finding]] | None = None,
+    guardrails: Guardrails | None = None,
+    ambient_account_id: str | None = None,
 ) -> Plan:
     """Decide what to do for every user of every policy.
 
     `approvals` holds what merged pull requests approved (as verified), per (policy, user);
     `external` holds results of command/http checks per (policy, user); `findings` holds what
     the caller found per policy (an approvals file that is not an approval), shown with it.
+    With `guardrails`, a selected user a guardrail excludes is listed as excluded and given no
+    step and no new status (`ambient_account_id`: the account `accounts` defaults to).
     """
     plans = []
     for policy in policies:
         previous = statuses.get(policy.name) or PolicyStatus(policy=policy.name)
         observation = observed.get(policy.name) or PolicyObservation(policy=policy.name)
-        pp = plan_policy(policy, observation, previous, now, approvals or {}, external or {})
+        pp = plan_policy(
+            policy,
+            observation,
+            previous,
+            now,
+            approvals or {},
+            external or {},
+            guardrails=guardrails,
+            ambient_account_id=ambient_account_id,
+        )
         found = tuple((findings or {}).get(policy.name, ()))
         plans.append(replace(pp, findings=(*found, *pp.findings)) if found else pp)
     return Plan(now=now, policies=tuple(plans))
@@ -192,6 +207,9 @@ def plan_policy(
     now: datetime,
     approvals: Mapping[tuple[str, str], Approval],
     external: Mapping[tuple[str, str], checks.ExternalResults],
+    *,
+    guardrails: Guardrails | None = None,
+    ambient_account_id: str | None = None,
 ) -> PolicyPlan:
     if observation.error:
         finding = Finding(
@@ -208,6 +226,12 @@ def plan_policy(
         prior = previous.users.get(name)
         if name not in observation.users:
             users.append(_deselected(policy, name, prior))
+            continue
+        excluded = _excluded(
+            policy, name, observation, prior, guardrails, ambient_account_id=ambient_account_id
+        )
+        if excluded is not None:
+            users.append(excluded)
             continue
         user = narrow(
             policy,
@@ -236,6 +260,47 @@ def plan_policy(
     return PolicyPlan(
         policy, tuple(users), previous, approvals=mine, account_id=observation.account_id
     )
+
+
+def _excluded(
+    policy: Policy,
+    name: str,
+    observation: PolicyObservation,
+    prior: UserStatus | None,
+    guardrails: Guardrails | None,
+    *,
+    ambient_account_id: str | None,
+) -> UserPlan | None:
+    """A selected user a guardrail excludes: listed, never touched; its status stays as it was
+    (none is written for it)."""
+    observed = observation.users.get(name)
+    if guardrails is None or observed is None:
+        return None
+    reason = exclusion(
+        guardrails,
+        account_id=observation.account_id,
+        user_name=name,
+        path=observed.path,
+        tags=observed.tags,
+        ambient_account_id=ambient_account_id,
+    )
+    if reason is None:
+        return None
+    tag = next(
+        (f"{k}={v}" for k, v in guardrails.users.deny_tags.items() if observed.tags.get(k) == v),
+        None,
+    )
+    facts: Facts = {
+        "exclusion": reason.value,
+        "user": name,
+        "policy": policy.name,
+        "account": observation.account_id,
+        "user_path": observed.path,
+        "tag": tag,
+        "prefixes": tuple(guardrails.users.path_prefixes or ()),
+    }
+    finding = Finding(policy.name, name, FindingKind.EXCLUDED, Reason.GUARDRAIL_EXCLUDED, facts)
+    return UserPlan(policy.name, name, prior, findings=(finding,))
 
 
 def _deselected(policy: Policy, name: str, prior: UserStatus | None) -> UserPlan:

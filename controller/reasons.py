@@ -75,6 +75,16 @@ class Reason(StrEnum):
     # GitHub (or git) could not be asked whether the approvals file is an approval: nothing in it
     # counts in this run, and no fresh pull request is proposed.
     APPROVAL_UNVERIFIED = "approval-unverified"
+    # --- guardrails (controller/guardrails) ---------------------------------------------------
+    # The policy breaks a guardrail (facts: `rule`, a `controller.guardrails.Rule` value, `where`,
+    # the manifest's `path:line:column`, `path`, `guardrail`, `guardrail_at`, `subject`, `limit`).
+    GUARDRAIL_VIOLATED = "guardrail-violated"
+    # A selected user a guardrail excludes (facts: `exclusion`, a
+    # `controller.guardrails.ExclusionReason` value, `user`, `account`, `user_path`, `tag`,
+    # `prefixes`).
+    GUARDRAIL_EXCLUDED = "guardrail-excluded"
+    # A due step past `maxChangesPerRun` (facts: `step`, `key`, `max_changes`).
+    MAX_CHANGES_PER_RUN = "max-changes-per-run"
 
     # --- what happened when an action ran (executor) -----------------------------------------
     ACTION_FAILED = "action-failed"

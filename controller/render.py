@@ -35,6 +35,9 @@ MARKS: dict[FindingKind, str] = {
     FindingKind.AWAITING_APPROVAL: "?",
     FindingKind.WAITING: ".",
     FindingKind.DRIFT: "*",
+    FindingKind.REFUSED: "x",
+    FindingKind.EXCLUDED: "-",
+    FindingKind.HELD: "=",
 }
 
 
@@ -54,6 +57,11 @@ def summary(plan: Plan) -> str:
         + f"; {plan.count(FindingKind.OVERDUE)} overdue"
         + f", {plan.count(FindingKind.BLOCKED)} blocked"
         + (f", {approvals} awaiting approval" if approvals else "")
+        + "".join(
+            f", {count} {kind}"
+            for kind in (FindingKind.HELD, FindingKind.EXCLUDED, FindingKind.REFUSED)
+            if (count := plan.count(kind))
+        )
     )
 
 

@@ -17,7 +17,9 @@ import controller.manifests as manifests
 from controller import accounts
 from controller.approvals import APPROVALS_DIR, Approval, approvals_path
 from controller.approvals import load as load_approvals
+from controller.aws import AWS_ERRORS
 from controller.aws.inventory import AwsInventory
+from controller.blastradius import hold_back
 from controller.checks import ExternalResults
 from controller.context import RunContext
 from controller.errors import GitError, KeyrotorError
@@ -34,10 +36,11 @@ from controller.github.client import GitHubError
 from controller.github.user_issues import IssueOutcome, sync_issues
 from controller.gitops.repo import StatusRepo
 from controller.gitops.store import GitStore
+from controller.guardrails import Guardrails, Violation, violations
 from controller.inventory import PolicyObservation
-from controller.plan import Finding, FindingKind, Plan, PolicyPlan, UserPlan
+from controller.plan import ERROR_REASONS, Finding, FindingKind, Plan, PolicyPlan, UserPlan
 from controller.planner import plan
-from controller.policy import Policy
+from controller.policy import Account, Policy
 from controller.reasons import ApprovalRefusal, Reason
 from controller.secret import AccessKeySecret
 from controller.status import STATUS_DIR, PolicyStatus
@@ -210,8 +213,13 @@ def _observe_and_plan(
     """Observe each account (in parallel, at most `ctx.parallel` at once) and plan it; the
     plans of all accounts are put together in order (policy, then account)."""
     services = target_services(ctx)
-    inventory = AwsInventory(services, values=run_checks)
-    groups = accounts.resolve(ctx.sessions, ws.policies, ctx.shard)
+    guardrails = ctx.guardrails
+    ambient = _ambient_account(ctx) if guardrails is not None else None
+    allowed, refused = _judge(ctx, ws.policies, guardrails, ambient)
+    inventory = AwsInventory(
+        services, values=run_checks, guardrails=guardrails, ambient_account_id=ambient
+    )
+    groups = accounts.resolve(ctx.sessions, allowed, ctx.shard)
 
     def hint(policy: Policy, account_id: str) -> PolicyStatus:
         return ws.tree.policy(policy.name, account_id or None).status
@@ -245,7 +253,14 @@ def _observe_and_plan(
             records[(name, observed[name].account_id)] = record
         statuses = {name: r.status for name, r in found.items()}
         first = plan(
-            group.policies, observed, statuses, ctx.now, approvals=approvals, findings=findings
+            group.policies,
+            observed,
+            statuses,
+            ctx.now,
+            approvals=approvals,
+            findings=findings,
+            guardrails=guardrails,
+            ambient_account_id=ambient,
         )
         external = _run_checks(ctx, services, ws, first, observed) if run_checks else {}
         if external:
@@ -257,10 +272,96 @@ def _observe_and_plan(
                 approvals=approvals,
                 external=external,
                 findings=findings,
+                guardrails=guardrails,
+                ambient_account_id=ambient,
             )
         plans.extend(first.policies)
+    for policy, broken in refused:
+        record = ws.tree.policy(policy.name, None)
+        records[(policy.name, "")] = record
+        plans.append(_refused_plan(policy, broken, record.status))
     plans.sort(key=lambda pp: (pp.policy.name, pp.account_id))
-    return Plan(ctx.now, tuple(plans)), records
+    whole = Plan(ctx.now, tuple(plans))
+    if guardrails is None or guardrails.max_changes_per_run is None:
+        return whole, records
+    created = {
+        key.id: key.created
+        for observed in observations
+        for observation in observed.values()
+        for user in observation.users.values()
+        if user is not None
+        for key in user.keys
+    }
+    return hold_back(whole, guardrails.max_changes_per_run, created), records
+
+
+# --- guardrails ----------------------------------------------------------------------------------
+
+
+def _ambient_account(ctx: RunContext) -> str | None:
+    """The account of the ambient credentials (what `accounts` defaults to); None if unknown,
+    in which case the policies' own accounts are still judged and observation reports the
+    failure."""
+    try:
+        return ctx.sessions.account_id(Account())
+    except AWS_ERRORS:
+        return None
+
+
+def _judge(
+    ctx: RunContext,
+    policies: Sequence[Policy],
+    guardrails: Guardrails | None,
+    ambient: str | None,
+) -> tuple[list[Policy], list[tuple[Policy, list[Violation]]]]:
+    """The policies that keep the guardrails, and those refused with what they break: nothing
+    of AWS is read or changed for a refused policy."""
+    if guardrails is None:
+        return list(policies), []
+    region = ctx.sessions.session(Account()).region_name
+    allowed: list[Policy] = []
+    refused: list[tuple[Policy, list[Violation]]] = []
+    for policy in policies:
+        # A unit's member accounts are judged user by user (`exclusion`), once they are known.
+        unit = policy.account.organizational_unit is not None
+        broken = violations(
+            policy,
+            guardrails,
+            ambient_account_id=None if unit else ambient,
+            ambient_region=region,
+        )
+        if broken:
+            refused.append((policy, broken))
+        else:
+            allowed.append(policy)
+    return allowed, refused
+
+
+def _refused_plan(
+    policy: Policy, broken: Sequence[Violation], previous: PolicyStatus
+) -> PolicyPlan:
+    """A refused policy's plan: one finding per violation; its users' status stays as it was."""
+    found = tuple(
+        Finding(
+            policy.name,
+            "*",
+            FindingKind.REFUSED,
+            Reason.GUARDRAIL_VIOLATED,
+            {
+                "policy": policy.name,
+                "rule": v.rule.value,
+                "where": str(v.at),
+                "path": v.path,
+                "guardrail": v.guardrail,
+                "guardrail_at": str(v.guardrail_at),
+                "subject": v.subject,
+                "limit": v.limit,
+            },
+        )
+        for v in broken
+    )
+    kept = tuple(UserPlan(policy.name, name, st) for name, st in sorted(previous.users.items()))
+    return PolicyPlan(policy, kept, previous, found)
 
 
 def _run_checks(
@@ -395,13 +496,18 @@ def reconcile_once(
                 for pp in done.policies
                 if pp.policy.approval == "pull-request"
                 and pp.policy.name not in verified.unverified
+                and not _is_refused(pp)
             ]
             observed = {
                 (pp.policy.name, pp.account_id)
                 for pp in done.policies
-                if not any(f.reason == Reason.CANNOT_OBSERVE for f in pp.findings)
+                if not any(f.reason in ERROR_REASONS for f in pp.findings)
             }
             statuses = {key: st for key, st in applied.statuses.items() if key in observed}
             sources = {pp.policy.name: pp.policy.source.path for pp in done.policies}
             result.issues = sync_issues(client, statuses, sources, ctx.now)
     return result
+
+
+def _is_refused(pp: PolicyPlan) -> bool:
+    return any(f.reason == Reason.GUARDRAIL_VIOLATED for f in pp.findings)

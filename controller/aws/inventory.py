@@ -29,6 +29,8 @@ from controller.aws.credential_report import JoinedKey, KeyJoin
 from controller.aws.listing import ListedUser
 from controller.aws.snapshot import AccountSnapshot, read_account, read_live_keys
 from controller.errors import KeyrotorError
+from controller.guardrails.evaluate import exclusion
+from controller.guardrails.model import Guardrails
 from controller.inventory import ObservedKey, ObservedUser, PolicyObservation
 from controller.policy import Policy
 from controller.status import Phase, PolicyStatus, UserStatus
@@ -46,10 +48,15 @@ class AwsInventory:
         *,
         values: bool = False,
         sleep: Callable[[float], None] = time.sleep,
+        guardrails: Guardrails | None = None,
+        ambient_account_id: str | None = None,
     ) -> None:
         """`values`: where a target's metadata is missing or out of date, read its value (the
         apply role may; the plan role may not, and `plan` never does). `sleep` waits while IAM
-        generates the credential report."""
+        generates the credential report. A user `guardrails` exclude is given as listed (its
+        path and tags) with no keys: neither its keys nor its targets are read."""
+        self.guardrails = guardrails
+        self.ambient_account_id = ambient_account_id
         self.services = services
         self.sessions = services.sessions
         self.values = values
@@ -105,6 +112,17 @@ class AwsInventory:
             listed = snapshot.users.get(name)
             if listed is None:
                 users[name] = None  # named by the policy, not in IAM
+                continue
+            if self.guardrails is not None and exclusion(
+                self.guardrails,
+                account_id=account_id,
+                user_name=name,
+                path=listed.path,
+                tags=listed.tags,
+                ambient_account_id=self.ambient_account_id,
+            ):
+                # The planner lists it as excluded; nothing of it is read.
+                users[name] = ObservedUser(name, path=listed.path, tags=listed.tags)
                 continue
             join = snapshot.joins.get(name)
             known = prior.users.get(name)

@@ -9,21 +9,33 @@ import argparse
 import os
 import sys
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from controller.accounts import Shard
 from controller.aws import AwsSessions, adaptive_from, max_attempts_from
 from controller.context import CiEnvironment, RunContext
+from controller.guardrails import (
+    NO_GUARDRAILS_WARNING,
+    Guardrails,
+    guardrails_spec,
+    read_guardrails,
+)
+from controller.guardrails.source import ssm_reader
 from controller.plan import Plan
+from controller.policy import Account
 
 
 def now_of(args: argparse.Namespace) -> datetime:
     return args.now if getattr(args, "now", None) else datetime.now(UTC)
 
 
-def run_context(args: argparse.Namespace) -> RunContext:
+def run_context(args: argparse.Namespace, *, guardrails: bool = False) -> RunContext:
     """The context of one CLI run: `--now`, AWS from the SDK environment (and AWS_MAX_ATTEMPTS,
-    AWS_RETRY_MODE), CI from os.environ."""
+    AWS_RETRY_MODE), CI from os.environ. With `guardrails` (plan, apply, reconcile), also the
+    guardrails `--guardrails` or KEYROTOR_GUARDRAILS name, read before anything else touches
+    AWS (a bad document stops the run: `path:line:column` errors, exit 1); without any, the
+    warning that none are in force, once, on stderr."""
     env = os.environ
     ci = CiEnvironment.from_environ(env)
     run_id = ci.run_id or f"local-{uuid.uuid4().hex[:12]}"
@@ -31,6 +43,7 @@ def run_context(args: argparse.Namespace) -> RunContext:
         max_attempts=max_attempts_from(env), adaptive=adaptive_from(env), run_id=run_id
     )
     shard = getattr(args, "shard", None)
+    loaded = _load_guardrails(args, env, sessions) if guardrails else None
     return RunContext(
         now=now_of(args),
         sessions=sessions,
@@ -39,7 +52,23 @@ def run_context(args: argparse.Namespace) -> RunContext:
         run_id=run_id,
         parallel=getattr(args, "parallel", 4),
         shard=Shard.parse(shard) if shard else None,
+        guardrails=loaded,
     )
+
+
+def _load_guardrails(
+    args: argparse.Namespace, env: Mapping[str, str], sessions: AwsSessions
+) -> Guardrails | None:
+    spec = guardrails_spec(getattr(args, "guardrails", None), env)
+    if spec is None:
+        print(NO_GUARDRAILS_WARNING, file=sys.stderr)
+        return None
+
+    def read_parameter(name: str) -> str:
+        # The ambient credentials' SSM client, in their region.
+        return ssm_reader(sessions.ssm(Account(), None))(name)
+
+    return read_guardrails(spec, read_parameter=read_parameter)
 
 
 def report_errors(plan: Plan) -> bool:

@@ -12,7 +12,7 @@ from controller.service import apply_once, open_workspace, plan_once
 
 
 def run(args: argparse.Namespace) -> int:
-    ctx = run_context(args)
+    ctx = run_context(args, guardrails=True)
     if args.dry_run:
         planned = plan_once(ctx, open_workspace(args.repo, args.policy))
         sys.stdout.write(plan_text(planned))

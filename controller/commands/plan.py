@@ -15,7 +15,7 @@ RENDERERS = {"text": plan_text, "markdown": plan_markdown, "json": plan_json}
 
 
 def run(args: argparse.Namespace) -> int:
-    ctx = run_context(args)
+    ctx = run_context(args, guardrails=True)
     if args.fetch:
         with StatusRepo.open(Path(args.repo)) as repo:
             repo.sync()

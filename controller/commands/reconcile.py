@@ -19,7 +19,7 @@ from controller.service import ReconcileResult, reconcile_once
 
 
 def run(args: argparse.Namespace) -> int:
-    ctx = run_context(args)
+    ctx = run_context(args, guardrails=True)
     result = reconcile_once(ctx, Path(args.repo), args.policy, fetch=not args.no_fetch)
     if not result.github:
         print("GITHUB_TOKEN or GITHUB_REPOSITORY is not set: no pull requests or issues.")

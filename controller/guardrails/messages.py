@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from controller.guardrails.model import ExclusionReason, Guardrails, Rule, Violation
 
-__all__ = ["NO_GUARDRAILS_WARNING", "exclusion_message", "violation_message"]
+__all__ = ["NO_GUARDRAILS_WARNING", "exclusion_message", "violation_message", "violation_text"]
 
 #: What `plan` and `apply` print once when no guardrails are in force.
 NO_GUARDRAILS_WARNING = (
@@ -20,21 +20,34 @@ NO_GUARDRAILS_WARNING = (
 
 def violation_message(v: Violation) -> str:
     """E.g. `spec.checks[1]: command checks are not allowed (guardrail checks.command at g:9:3)`."""
+    return violation_text(
+        v.rule,
+        path=v.path,
+        guardrail=v.guardrail,
+        guardrail_at=str(v.guardrail_at),
+        subject=v.subject,
+        limit=v.limit,
+    )
+
+
+def violation_text(
+    rule: Rule, *, path: str, guardrail: str, guardrail_at: str, subject: str, limit: str
+) -> str:
+    """`violation_message` from a violation's parts (as a plan's facts carry them)."""
     what = {
-        Rule.ACCOUNT_NOT_ALLOWED: f"account {v.subject} is not one the guardrails allow "
-        f"({v.limit})",
-        Rule.DENIED_NAME: f"user {v.subject!r} may never be managed by keyrotor",
-        Rule.SELECTOR_OUTSIDE_PATHS: f"the selector's path {v.subject!r} is outside every "
-        f"allowed path ({v.limit}), so it could only select users keyrotor may not touch",
-        Rule.TARGET_NOT_ALLOWED: f"{v.subject!r} can name a target outside the allowed "
-        f"patterns ({v.limit})",
-        Rule.CHECK_FORBIDDEN: f"{v.subject} checks are not allowed",
-        Rule.CHECK_REQUIRED: f"a {v.subject} check is required and this policy has none",
-        Rule.BELOW_MINIMUM: f"{v.subject} is shorter than the minimum, {v.limit}",
-        Rule.ABOVE_MAXIMUM: f"{v.subject} is longer than the maximum, {v.limit}",
-        Rule.APPROVAL_NOT_ALLOWED: f"approval {v.subject!r} is not allowed; use {v.limit}",
-    }[v.rule]
-    return f"{v.path}: {what} (guardrail {v.guardrail} at {v.guardrail_at})"
+        Rule.ACCOUNT_NOT_ALLOWED: f"account {subject} is not one the guardrails allow ({limit})",
+        Rule.DENIED_NAME: f"user {subject!r} may never be managed by keyrotor",
+        Rule.SELECTOR_OUTSIDE_PATHS: f"the selector's path {subject!r} is outside every "
+        f"allowed path ({limit}), so it could only select users keyrotor may not touch",
+        Rule.TARGET_NOT_ALLOWED: f"{subject!r} can name a target outside the allowed "
+        f"patterns ({limit})",
+        Rule.CHECK_FORBIDDEN: f"{subject} checks are not allowed",
+        Rule.CHECK_REQUIRED: f"a {subject} check is required and this policy has none",
+        Rule.BELOW_MINIMUM: f"{subject} is shorter than the minimum, {limit}",
+        Rule.ABOVE_MAXIMUM: f"{subject} is longer than the maximum, {limit}",
+        Rule.APPROVAL_NOT_ALLOWED: f"approval {subject!r} is not allowed; use {limit}",
+    }[rule]
+    return f"{path}: {what} (guardrail {guardrail} at {guardrail_at})"
 
 
 def exclusion_message(
