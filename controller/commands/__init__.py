@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from controller.accounts import Shard
 from controller.aws import AwsSessions, adaptive_from, max_attempts_from
+from controller.checks.workspace import DEFAULT_CHECK_USER
 from controller.context import CiEnvironment, RunContext
 from controller.plan import Plan
 
@@ -23,7 +24,7 @@ def now_of(args: argparse.Namespace) -> datetime:
 
 def run_context(args: argparse.Namespace) -> RunContext:
     """The context of one CLI run: `--now`, AWS from the SDK environment (and AWS_MAX_ATTEMPTS,
-    AWS_RETRY_MODE), CI from os.environ."""
+    AWS_RETRY_MODE), CI and what `command` checks get (KEYROTOR_CHECK_USER) from os.environ."""
     env = os.environ
     ci = CiEnvironment.from_environ(env)
     run_id = ci.run_id or f"local-{uuid.uuid4().hex[:12]}"
@@ -39,6 +40,8 @@ def run_context(args: argparse.Namespace) -> RunContext:
         run_id=run_id,
         parallel=getattr(args, "parallel", 4),
         shard=Shard.parse(shard) if shard else None,
+        check_env=dict(env),  # one snapshot, taken here
+        check_user=env.get("KEYROTOR_CHECK_USER") or DEFAULT_CHECK_USER,
     )
 
 
