@@ -26,8 +26,10 @@ import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from controller.sandbox.config import DEFAULT_START as T0
 from tests.support.checks import public_dir, python_for_checks
@@ -95,7 +97,7 @@ class Run:
             files.append((str(path), data))
         return files
 
-    def reports(self) -> list[dict[str, object]]:
+    def reports(self) -> list[dict[str, Any]]:
         found = [json.loads(p.read_text()) for p in sorted(self.loot.glob("found-*.json"))]
         assert found, "the spy ran and reported"
         return found
@@ -193,19 +195,23 @@ def test_a_check_in_a_real_apply_finds_no_credential_and_no_hook_runs(
 
     (report,) = run.reports()
     assert report["uid"] == (NOBODY if run.prefix else os.geteuid()), "keyrotor's own user"
-    assert set(report["hooks"].values()) == {"planted", "changed"}  # type: ignore[union-attr]
+    assert set(report["hooks"].values()) == {"planted", "changed"}
     assert leaks(run.loot_files(), held) == [], "the check found none of keyrotor's secrets"
     assert done.returncode == 0, done.stderr
     assert not list(run.loot.glob("hook-ran*")), "no hook the check planted ran"
 
     status = run.git("show", "main:status/ci-deployers/123456789012/deploy-bot.yaml")
-    assert "exited with code 1" in status
-    assert '"cat_ppid_environ"' not in status, "status has a short message, not the output"
+    (command,) = (c for c in yaml.safe_load(status)["checks"] if c["check"] == "command")
+    assert command["state"] == "failed"
+    assert "exited with code 1" in command["message"] and len(command["message"]) <= 200
     log = run.git("log", "-p", "--all")
     output = [("log", log.encode()), ("stdout", done.stdout.encode())]
     output.append(("stderr", done.stderr.encode()))
     assert leaks(output, held) == []
-    assert "cat_ppid_environ" in done.stdout, "the run's log has the masked output tail"
+    logged = [line for line in done.stdout.splitlines() if ": check 1 output: " in line]
+    assert len(logged) == 1, "the run's log has the masked output tail"
+    tail = logged[0].split(": check 1 output: ", 1)[1]
+    assert len(tail) > 1000 and tail[:200] not in status, "status has only a short message"
 
 
 def test_a_check_that_writes_keyrotors_checkout_stops_the_run_before_git(
@@ -217,7 +223,7 @@ def test_a_check_that_writes_keyrotors_checkout_stops_the_run_before_git(
     done = run.apply(rotating)
 
     (report,) = run.reports()
-    assert set(report["real_repo_hooks"].values()) == {"planted", "changed"}  # type: ignore[union-attr]
+    assert set(report["real_repo_hooks"].values()) == {"planted", "changed"}
     assert done.returncode == 1, done.stdout + done.stderr
     assert "changed keyrotor's repository" in done.stderr
     assert "nothing was committed or pushed" in done.stderr
