@@ -283,3 +283,15 @@ def test_what_checks_get_is_read_once_at_the_edge(monkeypatch: pytest.MonkeyPatc
     assert "ghs_token-for-this-test" in held and "github_pat_for-this-test" in held
     monkeypatch.delenv("KEYROTOR_CHECK_USER")
     assert run_context(argparse.Namespace()).check_user == "nobody"
+
+
+def test_the_sessions_say_which_secrets_they_resolved() -> None:
+    from controller.aws import AwsSessions, new_session
+
+    base = new_session(
+        aws_access_key_id="AKIAKEYROTOR00000001",
+        aws_secret_access_key="resolved-secret-key",
+        aws_session_token="resolved-session-token",
+    )
+    held = AwsSessions(base).held_secrets()
+    assert held == ("resolved-secret-key", "resolved-session-token")
