@@ -1,5 +1,5 @@
 """`python -m controller` is the same program as the `keyrotor` console script."""
 
-from controller.cli import main
+from controller.cli import console_main
 
-raise SystemExit(main())
+raise SystemExit(console_main())

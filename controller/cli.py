@@ -21,12 +21,17 @@ from datetime import UTC, datetime
 
 from controller import __version__
 from controller.errors import KeyrotorError
+from controller.hardening import Hardening, HardeningError, harden_process
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 1
 EXIT_CHANGES = 2
 EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 130
+
+#: Commands that run `command` checks or hold credentials that may write: they warn when the
+#: process could not be hardened (off Linux).
+_RUNS_CHECKS = frozenset({"plan", "apply", "reconcile", "resume"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -250,8 +255,27 @@ def _report_internal_error(exc: BaseException) -> int:
     return EXIT_INTERNAL
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def console_main() -> int:
+    """The `keyrotor` console script and `python -m controller`: harden, then run `main`.
+
+    keyrotor makes itself non-dumpable and turns core dumps off (`harden_process`) before it
+    parses an argument or reads a credential, so a `command` check, which runs as keyrotor's own
+    user unless keyrotor is root, cannot read keyrotor's environment or memory through /proc.
+    It is done here, not in `main`, which tests call in their own process: that cannot be undone.
+    """
+    try:
+        hardening = harden_process()
+    except HardeningError as exc:
+        print(f"keyrotor: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return main(hardening=hardening)
+
+
+def main(argv: Sequence[str] | None = None, *, hardening: Hardening | None = None) -> int:
+    """Run one command. `hardening` is what `console_main` did to the process, if anything."""
     args = build_parser().parse_args(argv)
+    if hardening is not None and not hardening.applied and args.command in _RUNS_CHECKS:
+        print(f"keyrotor: warning: {hardening.message}", file=sys.stderr)
     try:
         return _resolve(args.handler)(args)
     except KeyrotorError as exc:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from controller.aws import AwsSessions
+from controller.checks.workspace import DEFAULT_CHECK_USER
+from controller.hardening import secrets_to_mask
 
 if TYPE_CHECKING:
     from controller.accounts import Shard
@@ -92,6 +94,11 @@ class RunContext:
     shard: Shard | None = None
     # The guardrails in force, loaded once at the edge (None: none, and the CLI warned so).
     guardrails: Guardrails | None = None
+    # For `command` checks: keyrotor's environment as read at the edge (their environment is
+    # built from its allowed variables, and its credentials are masked in their output; None:
+    # this process's, for contexts tests build), and the user they run as when keyrotor is root.
+    check_env: Mapping[str, str] | None = field(default=None, repr=False)
+    check_user: str = DEFAULT_CHECK_USER
 
     def __post_init__(self) -> None:
         if not self.run_id:
@@ -103,6 +110,17 @@ class RunContext:
 
         token = (self.ci.secrets_token or self.ci.token) if for_secrets else self.ci.token
         return GitHubClient(self.ci.api_url, token, self.ci.repository)
+
+    def held_secrets(self, *more: str | None) -> tuple[str, ...]:
+        """Every credential this run holds, to mask wherever a check's output goes: those in
+        `check_env`, the GitHub tokens, the AWS credentials of its sessions, and `more`."""
+        return secrets_to_mask(
+            self.check_env or {},
+            self.ci.token,
+            self.ci.secrets_token,
+            *self.sessions.held_secrets(),
+            *more,
+        )
 
     def announce_secret(self, secret_value: str) -> None:
         """In GitHub Actions, tell the runner to mask `secret_value` in every later log line.

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import controller.manifests as manifests
 from controller import accounts
@@ -46,6 +47,9 @@ from controller.secret import AccessKeySecret
 from controller.status import STATUS_DIR, PolicyStatus
 from controller.statusfiles import PolicyRecords, StatusTree
 from controller.targets import TargetServices, bind_all, find_secret
+
+if TYPE_CHECKING:
+    from controller.checks.command import CommandOutcome
 
 
 @dataclass(frozen=True)
@@ -375,17 +379,35 @@ def _run_checks(
     wanted = [(pp, up) for pp in first.policies for up in pp.users if up.needs_checks]
     if not wanted:
         return {}
-    from controller.checks.runner import run_external_checks
+    from controller.checks import runner
+    from controller.checks.command import CheckTamperError
 
     external: dict[tuple[str, str], ExternalResults] = {}
     for pp, up in wanted:
         new_key = _new_key_secret(ctx, services, pp.policy, up, observed[pp.policy.name])
-        external[(pp.policy.name, up.user)] = run_external_checks(
-            pp.policy,
-            cwd=ws.root,
-            new_key=new_key,
-            secrets=[new_key.secret_access_key] if new_key else [],
-        )
+        where = f"{pp.policy.name}/{up.user}"
+
+        def log(index: int, outcome: CommandOutcome, where: str = where) -> None:
+            # The masked output tail, for the run's log only: status gets the short message.
+            state = "passed" if outcome.result.passed else "failed"
+            ctx.echo(f"{where}: check {index + 1} (command) {state}: {outcome.result.message}")
+            if outcome.output:
+                ctx.echo(f"{where}: check {index + 1} output: {outcome.output}")
+
+        try:
+            external[(pp.policy.name, up.user)] = runner.run_external_checks(
+                pp.policy,
+                cwd=ws.root,
+                new_key=new_key,
+                secrets=ctx.held_secrets(new_key.secret_access_key if new_key else None),
+                env=ctx.check_env,
+                run_as=ctx.check_user,
+                on_output=log,
+            )
+        except CheckTamperError as exc:
+            raise CheckTamperError(
+                f"{where}: {exc}; nothing was committed or pushed in this run"
+            ) from None
     return external
 
 

@@ -92,3 +92,30 @@ def test_the_keyrotor_console_script_is_installed() -> None:
     assert script.exists() or shutil.which("keyrotor")
     out = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"keyrotor {__version__}"
+
+
+def test_the_console_script_and_dash_m_harden_the_process_first(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.metadata
+
+    import controller.cli
+    from controller.hardening import Hardening, HardeningError
+
+    (script,) = (
+        e for e in importlib.metadata.entry_points(group="console_scripts", name="keyrotor")
+    )
+    assert script.value == "controller.cli:console_main"
+    assert "console_main()" in (Path(controller.cli.__file__).parent / "__main__.py").read_text()
+    # Not in this process: it cannot be undone. Off Linux, commands that run checks warn.
+    monkeypatch.setattr(controller.cli, "harden_process", lambda: Hardening(False, "not here"))
+    monkeypatch.setattr(sys, "argv", ["keyrotor", "plan", "--repo", "/nonexistent"])
+    assert controller.cli.console_main() == 1
+    assert "keyrotor: warning: not here" in capsys.readouterr().err
+
+    def failing() -> Hardening:
+        raise HardeningError("prctl(PR_SET_DUMPABLE, 0) failed")
+
+    monkeypatch.setattr(controller.cli, "harden_process", failing)
+    assert controller.cli.console_main() == 1
+    assert "keyrotor: prctl(PR_SET_DUMPABLE, 0) failed" in capsys.readouterr().err

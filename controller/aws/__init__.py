@@ -237,6 +237,22 @@ class AwsSessions:
                 self._account_ids[account] = str(identity["Account"])
             return self._account_ids[account]
 
+    def held_secrets(self) -> tuple[str, ...]:
+        """The secret keys and session tokens of the credentials these sessions resolved (the
+        base session's and every assumed role's): to mask them, never to show them."""
+        with self._lock:
+            sessions = [self._base, *self._sessions.values()]
+        found: list[str] = []
+        for session in sessions:
+            try:
+                creds = session.get_credentials()
+            except BotoCoreError:
+                continue
+            if creds is not None:
+                frozen = creds.get_frozen_credentials()
+                found += [frozen.secret_key or "", frozen.token or ""]
+        return tuple(dict.fromkeys(v for v in found if v))
+
     def _assume(self, account: Account) -> boto3.Session:
         assert account.role_arn is not None
         # Named for the run, with the run as SourceIdentity, so CloudTrail shows which run made

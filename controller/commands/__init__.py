@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from controller.accounts import Shard
 from controller.aws import AwsSessions, adaptive_from, max_attempts_from
+from controller.checks.workspace import DEFAULT_CHECK_USER
 from controller.context import CiEnvironment, RunContext
 from controller.guardrails import (
     NO_GUARDRAILS_WARNING,
@@ -32,10 +33,11 @@ def now_of(args: argparse.Namespace) -> datetime:
 
 def run_context(args: argparse.Namespace, *, guardrails: bool = False) -> RunContext:
     """The context of one CLI run: `--now`, AWS from the SDK environment (and AWS_MAX_ATTEMPTS,
-    AWS_RETRY_MODE), CI from os.environ. With `guardrails` (plan, apply, reconcile), also the
-    guardrails `--guardrails` or KEYROTOR_GUARDRAILS name, read before anything else touches
-    AWS (a bad document stops the run: `path:line:column` errors, exit 1); without any, the
-    warning that none are in force, once, on stderr."""
+    AWS_RETRY_MODE), CI and what `command` checks get (KEYROTOR_CHECK_USER) from os.environ.
+    With `guardrails` (plan, apply, reconcile), also the guardrails `--guardrails` or
+    KEYROTOR_GUARDRAILS name, read before anything else touches AWS (a bad document stops the
+    run: `path:line:column` errors, exit 1); without any, the warning that none are in force,
+    once, on stderr."""
     env = os.environ
     ci = CiEnvironment.from_environ(env)
     run_id = ci.run_id or f"local-{uuid.uuid4().hex[:12]}"
@@ -53,6 +55,8 @@ def run_context(args: argparse.Namespace, *, guardrails: bool = False) -> RunCon
         parallel=getattr(args, "parallel", 4),
         shard=Shard.parse(shard) if shard else None,
         guardrails=loaded,
+        check_env=dict(env),  # one snapshot, taken here
+        check_user=env.get("KEYROTOR_CHECK_USER") or DEFAULT_CHECK_USER,
     )
 
 
