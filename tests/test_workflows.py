@@ -228,6 +228,15 @@ def test_the_documented_plan_role_reads_no_secret_value() -> None:
     }
     assert all(s["Effect"] == "Allow" for s in plan["Statement"])
     assert not any("*" in a for a in actions), "no wildcard can grant a read of a value"
+    (guardrails,) = [s for s in plan["Statement"] if s["Sid"] == "ReadGuardrails"]
+    assert guardrails["Action"] == "ssm:GetParameter"
+    assert guardrails["Resource"].endswith(":parameter/keyrotor/guardrails"), "that one only"
+    others = [s for s in plan["Statement"] if s is not guardrails]
+    actions = {
+        a
+        for s in others
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
     assert actions.isdisjoint(
         {
             "secretsmanager:GetSecretValue",
