@@ -268,7 +268,9 @@ def test_the_documented_trust_policies_bind_plan_to_pull_requests_reconcile_to_t
     [
         (DOC, DOC.parent),
         (ROOT / "SECURITY.md", ROOT),
-        (ROOT / "docs" / "threat-model.md", ROOT),  # a draft of a README section
+        (ROOT / "docs" / "threat-model.md", ROOT / "docs"),
+        (ROOT / "docs" / "guardrails.md", ROOT / "docs"),
+        (ROOT / "README.md", ROOT),
     ],
     ids=lambda p: p.name if isinstance(p, Path) else "",
 )
