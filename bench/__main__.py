@@ -1,7 +1,7 @@
 """`python -m bench`: measure keyrotor's inventory against N users, print it, write the table.
 
 For each N: seed the sandbox (two accounts, N and N/10 users), then measure the per-user scan
-baseline, keyrotor's new bulk reader (report generated, then cached), today's no-op `plan` and
+baseline, keyrotor's new bulk reader (report generated, then cached), the no-op `plan` and
 `apply`, and a week later (1% of keys due) the bulk reader and one rotation step by `apply`.
 """
 
@@ -49,7 +49,7 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--skip-today",
         action="store_true",
-        help="leave out today's plan/apply (the slow part): baseline and new reader only",
+        help="leave out plan and apply (the slow part): baseline and reader only",
     )
     parser.add_argument(
         "--readme", type=Path, help="write the table into this Markdown file (bench/README.md)"

@@ -35,9 +35,9 @@ def test_a_small_benchmark_meets_the_call_limits_and_writes_its_table(tmp_path: 
 
     text = readme.read_text()
     assert "intro" in text and "outro" in text and "old" not in text
-    assert "| 20 (30) | keyrotor plan (today): no-op |" in text
+    assert "| 20 (30) | keyrotor plan: no-op |" in text
     assert "FAIL" not in text
-    assert "PASS  N=20 keyrotor inventory (new): report cached: 3 IAM calls in account A" in text
+    assert "PASS  N=20 keyrotor reader alone: report cached: 3 IAM calls in account A" in text
 
 
 def test_writing_the_table_into_a_readme_without_markers_appends_it(tmp_path: Path) -> None:

@@ -233,9 +233,7 @@ def test_the_documented_plan_role_reads_no_secret_value() -> None:
     assert guardrails["Resource"].endswith(":parameter/keyrotor/guardrails"), "that one only"
     others = [s for s in plan["Statement"] if s is not guardrails]
     actions = {
-        a
-        for s in others
-        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        a for s in others for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
     }
     assert actions.isdisjoint(
         {
