@@ -233,13 +233,18 @@ def plan_policy(
         if excluded is not None:
             users.append(excluded)
             continue
+        approval = approvals.get((policy.name, name))
+        quiet = _quiet(policy, observation.users[name], prior, now, approval)
+        if quiet is not None:
+            users.append(UserPlan(policy.name, name, quiet))
+            continue
         user = narrow(
             policy,
             name,
             observation.users[name],
             prior,
             now,
-            approval=approvals.get((policy.name, name)),
+            approval=approval,
             external=external.get((policy.name, name), {}),
         )
         if user.situation not in REPORT_DECIDES and _from_report(user):
@@ -309,6 +314,44 @@ def _deselected(policy: Policy, name: str, prior: UserStatus | None) -> UserPlan
         facts |= {"old": prior.old_key, "new": prior.new_key}
     finding = Finding(policy.name, name, FindingKind.DRIFT, Reason.DESELECTED, facts)
     return UserPlan(policy.name, name, None, findings=(finding,))
+
+
+def _quiet(
+    policy: Policy,
+    observed: ObservedUser | None,
+    prior: UserStatus | None,
+    now: datetime,
+    approval: Approval | None,
+) -> UserStatus | None:
+    """The status of a user nothing is happening to, or None when `narrow` must judge it.
+
+    Most users of a large account are `Current`: one owned active key, as status knows it, not
+    yet due, nothing in progress, read from the credential report alone. Their status follows
+    directly; `narrow` would take the same path to `Situation.CURRENT`, a few times slower (a
+    test checks that both agree). Anything else, however small, goes through `narrow`.
+    """
+    if observed is None or prior is None or approval is not None or observed.targets:
+        return None
+    if prior.phase != Phase.CURRENT or prior.hold or prior.new_key or prior.intent_at:
+        return None
+    if len(observed.keys) != 1:
+        return None
+    (key,) = observed.keys
+    if not key.active or key.id != prior.old_key or now >= key.created + policy.rotate_at_age:
+        return None
+    if now >= key.created + policy.max_key_age:
+        return None
+    own = ownership.parse(observed.tags)
+    if not own.recorded or own.intent is not None or not own.owns(key.id, key.created):
+        return None
+    status = replace(
+        prior,
+        overdue_at=key.created + policy.max_key_age,
+        intent_at=None,
+        old_key=key.id,
+        old_key_created=key.created,
+    )
+    return lifecycle.current(status, key.id, key.created, policy)
 
 
 # --- narrowing: from IAM's keys and status to the user's situation -----------------------------
