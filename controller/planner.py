@@ -383,6 +383,15 @@ def narrow(
                         ),
                     ),
                 )
+            elif now - own.intent.at < INTENT_IN_FLIGHT:
+                # Another run may be between CreateAccessKey and its target writes.
+                return replace(
+                    user,
+                    situation=Situation.IN_FLIGHT,
+                    intent_at=own.intent.at,
+                    first=tuple(first),
+                    notes=tuple(notes),
+                )
             elif not orphan.live or any(t.error for t in user.targets):
                 # Deleted only once every target is known not to hold it, from a live read.
                 return replace(

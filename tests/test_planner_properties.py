@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from controller.inventory import ObservedKey, ObservedUser, PolicyObservation, TargetReading
 from controller.ownership import INTENT_TAG, KEYS_TAG, POLICY_TAG, intent_value, keys_value, parse
 from controller.plan import Action, ActionKind
-from controller.planner import CLOCK_SKEW, plan
+from controller.planner import CLOCK_SKEW, INTENT_IN_FLIGHT, plan
 from controller.policy import (
     Policy,
     SecretsManagerTarget,
@@ -216,5 +216,8 @@ def test_a_destructive_step_needs_ownership_in_iam_tags(s: Situation) -> None:
         assert key is not None
         if action.kind is ActionKind.DELETE_ORPHAN:
             assert own.intended(key.created, CLOCK_SKEW) and not own.owns(key.id, key.created)
+            assert own.intent is not None and s.now - own.intent.at >= INTENT_IN_FLIGHT, (
+                "another run may still be storing it"
+            )
         else:
             assert own.owns(key.id, key.created), action
