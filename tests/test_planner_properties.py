@@ -28,6 +28,7 @@ from controller.status import Phase, PolicyStatus, UserStatus
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
+ZERO = timedelta(0)
 IDS = ("AKIAOLD0000000000001", "AKIANEW0000000000002", "AKIAOTHER00000000003")
 UNSEEN = "AKIAGONE000000000004"  # a key a status record may name that IAM no longer lists
 TARGETS = ("aws-secrets-manager ci/bot", "aws-ssm-parameter /ci/bot")
@@ -87,13 +88,14 @@ def situations(draw: st.DrawFn) -> Situation:
     ids = draw(st.lists(st.sampled_from(IDS), max_size=2, unique=True))
     keys = []
     for key_id in ids:
-        made = draw(st.integers(min_value=0, max_value=hours))
+        # Any age up to now, or made seconds ago (maybe by a run still under way).
+        made = draw(st.integers(min_value=0, max_value=hours) | st.just(hours))
         used = draw(st.none() | st.integers(min_value=made, max_value=hours))
         keys.append(
             ObservedKey(
                 key_id,
                 draw(st.sampled_from(["Active", "Inactive"])),
-                T0 + timedelta(hours=made),
+                T0 + timedelta(hours=made) - (timedelta(seconds=30) if made == hours else ZERO),
                 None if used is None else T0 + timedelta(hours=used),
                 live=draw(st.booleans()),
             )
