@@ -121,11 +121,11 @@ def test_two_runs_at_once_rotate_each_user_once_and_lose_no_record(world: World)
     for user in USERS:
         keys = world.iam_keys(user)
         assert len(keys) == 2 and original[user] in keys, (user, keys)
-        (new,) = set(keys) - {original[user]}
+        (fresh,) = set(keys) - {original[user]}
         value = world.aws.client("secretsmanager").get_secret_value(
             SecretId=f"ci/{user}/aws", VersionStage="AWSCURRENT"
         )["SecretString"]
-        assert new in value, f"{user}'s secret holds its new key"
+        assert fresh in value, f"{user}'s secret holds its new key"
 
 
 def test_a_run_that_meets_another_runs_key_before_it_is_stored_leaves_it_alone(
