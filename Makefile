@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow lint typecheck pytest lock bench clean
+.PHONY: demo test test-slow test-faults lint typecheck pytest lock bench clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "keyrotor needs Python 3.11 or newer")'
@@ -39,6 +39,11 @@ test: lint typecheck pytest
 # The whole demo, the small benchmark and the soaks: too slow for `make test`; CI runs them too.
 test-slow: $(VENV)/.installed-dev
 	$(BIN)/pytest -n 2 -m slow
+
+# Every AWS call of a rotation step met by every fault, and every push crashed
+# (tests/test_fault_matrix.py; `make test` runs a sample). About 8 minutes on 2 cores.
+test-faults: $(VENV)/.installed-dev
+	$(BIN)/pytest -n 2 -m faults
 
 # requirements/action.lock: keyrotor's runtime dependencies and build requirements, pinned with
 # the hashes of every file of each release, for the GitHub Action (pip install --require-hashes).

@@ -87,6 +87,9 @@ class Situation(StrEnum):
     NEW_KEY_INACTIVE = "new-key-inactive"
     TARGETS_UNREADABLE = "targets-unreadable"
     TARGETS_UNKNOWN = "targets-unknown"  # plan: what a target holds is not recorded
+    # A crashed run's key that no readable target holds, while a target cannot be read or the key
+    # is known only from the credential report: it may be in use, so it waits.
+    ORPHAN_UNSURE = "orphan-unsure"
     ROLLED_BACK = "rolled-back"
     ROLLBACK_UNFINISHED = "rollback-unfinished"
     TARGET_OVERWRITTEN = "target-overwritten"
@@ -488,6 +491,20 @@ def narrow(
                         ),
                     ),
                 )
+            elif now - own.intent.at < INTENT_IN_FLIGHT:
+                # Another run may be between CreateAccessKey and its target writes.
+                return replace(
+                    user,
+                    situation=Situation.IN_FLIGHT,
+                    intent_at=own.intent.at,
+                    first=tuple(first),
+                    notes=tuple(notes),
+                )
+            elif not orphan.live or any(t.error for t in user.targets):
+                # Deleted only once every target is known not to hold it, from a live read.
+                return replace(
+                    user, situation=Situation.ORPHAN_UNSURE, first=tuple(first), notes=tuple(notes)
+                )
             else:
                 first.append(
                     user.action(
@@ -835,6 +852,16 @@ def _targets_unreadable(user: _User) -> Decision:
     return Decision(_rotating_status(user), findings=(waiting,))
 
 
+def _orphan_unsure(user: _User) -> Decision:
+    if not any(t.error for t in user.targets):
+        return _not_read_live(user)
+    problems = tuple(
+        messages.unreadable_target(t.target, t.error or "") for t in user.targets if t.error
+    )
+    waiting = user.finding(FindingKind.WAITING, Reason.TARGETS_UNREADABLE, {"problems": problems})
+    return Decision(user.status, findings=(waiting,))
+
+
 def _targets_unknown(user: _User) -> Decision:
     # Said by the drift notes; `apply` reads the values and decides.
     return Decision(_rotating_status(user))
@@ -1027,6 +1054,7 @@ DECIDE: dict[Situation, Callable[[_User], Decision]] = {
     Situation.NEW_KEY_INACTIVE: _new_key_inactive,
     Situation.TARGETS_UNREADABLE: _targets_unreadable,
     Situation.TARGETS_UNKNOWN: _targets_unknown,
+    Situation.ORPHAN_UNSURE: _orphan_unsure,
     Situation.ROLLED_BACK: _rolled_back,
     Situation.ROLLBACK_UNFINISHED: _rollback_unfinished,
     Situation.TARGET_OVERWRITTEN: _target_overwritten,
