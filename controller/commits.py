@@ -11,7 +11,9 @@ The trailers are an API (documented in the README): tools may search history wit
   `adopt-key`, `record-targets`), plus `resume` (a person's `keyrotor resume`), `propose` (an
   approval pull request's commit) and `approve` (in the commit that starts a rotation a
   verified approval allowed: the old key whose rotation was approved; the commit's
-  `Keyrotor-Approved-By` trailers say by whom).
+  `Keyrotor-Approved-By` trailers say by whom). A step found done in IAM that no commit
+  recorded (its run stopped before its status commit) is recorded by the next status commit,
+  with a body line that says so.
 - `Keyrotor-Intent: <user> create-key replaces <key id>`: recorded before CreateAccessKey.
 - `Keyrotor-Approved-By: <login> (#<pull request>)`: a person GitHub's API showed merged or
   approved keyrotor's pull request, on every status commit whose steps that approval allowed.
@@ -118,20 +120,29 @@ def steps_commit(
     run: str,
     approvers: Sequence[str] = (),
     approved: Sequence[tuple[str, str]] = (),
+    found: Sequence[Step] = (),
 ) -> CommitMessage:
     """The status commit of one policy in one run.
 
     `approvers` are `Keyrotor-Approved-By` values (`approved_by`) of the verified approval that
     allowed these steps; `approved` are (user, old key) of the rotations it starts here, recorded
-    as `approve` steps after the steps themselves.
+    as `approve` steps after the steps themselves. `found` are steps IAM shows done that no
+    commit recorded (`lifecycle.found_steps`): recorded here, each with its `Keyrotor-Step`.
     """
-    phrases = [_phrase(a) for a, _ in done] or [_bookkeeping(changed_users)]
+    phrases = [_phrase(a) for a, _ in done] + [f"record {s.action} of {s.user}" for s in found]
+    phrases = phrases or [_bookkeeping(changed_users)]
     body = [f"{a.user}: {done_line(a, o)}" for a, o in done]
     body += [f"{a.user}: {a.kind} FAILED: {error}" for a, error in failed]
+    body += [
+        f"{s.user}: {s.action} {s.key} found done in IAM, not yet recorded (the run that took "
+        "it stopped before its status commit)"
+        for s in found
+    ]
+    steps = [Step(a.user, str(a.kind), step_key(a, o)) for a, o in done] + list(found)
     trailers: list[tuple[str, str]] = [(POLICY, policy)]
-    trailers += [(USER, u) for u in dict.fromkeys(a.user for a, _ in done)]
-    trailers += [(KEY, k) for k in dict.fromkeys(step_key(a, o) for a, o in done) if k]
-    trailers += [Step(a.user, str(a.kind), step_key(a, o)).trailer() for a, o in done]
+    trailers += [(USER, u) for u in dict.fromkeys(s.user for s in steps)]
+    trailers += [(KEY, k) for k in dict.fromkeys(s.key for s in steps) if k]
+    trailers += [s.trailer() for s in steps]
     trailers += [Step(user, APPROVE_STEP, key).trailer() for user, key in approved]
     trailers += [(APPROVED_BY, who) for who in dict.fromkeys(approvers)]
     trailers.append((RUN, run))

@@ -228,6 +228,7 @@ class Executor:
                     if u.path.startswith("status/") and u.path != records.legacy}),
             self.run,
             *_approved(pp, done, run.approvers),
+            found=_found(records.status, status, done, run.skipped),
         )  # fmt: skip
         self._publish(pp.policy.name, updates, message, result)
 
@@ -713,6 +714,20 @@ class Executor:
 _APPROVED_STEPS = frozenset(
     {ActionKind.CREATE_KEY, ActionKind.DEACTIVATE_KEY, ActionKind.DELETE_KEY}
 )
+
+
+def _found(
+    before: PolicyStatus, after: PolicyStatus, done: Sequence[ActionResult], skipped: set[str]
+) -> list[commits.Step]:
+    """Steps the records moved through that no action of this run names (found done in IAM)."""
+    taken = {(r.action.user, str(r.action.kind), commits.step_key(r.action, r.outcome))
+             for r in done if r.ok}  # fmt: skip
+    found = []
+    for user in sorted(set(after.users) - skipped):
+        for kind, key in lifecycle.found_steps(before.users.get(user), after.users.get(user)):
+            if (user, str(kind), key) not in taken:
+                found.append(commits.Step(user, str(kind), key))
+    return found
 
 
 def _approved(

@@ -424,3 +424,42 @@ def approvals_left(
         for user, approval in approvals.items()
     )
     return dict(approvals) if in_use else {}
+
+
+# --- steps found done: what IAM shows happened that no status commit recorded --------------------
+
+_STARTED = frozenset({Phase.AWAITING_USE, Phase.DEACTIVATED})
+
+
+def found_steps(
+    before: UserStatus | None, after: UserStatus | None
+) -> tuple[tuple[ActionKind, str], ...]:
+    """The steps of one rotation a user's record moved through between `before` (as published)
+    and `after` (as this run records it), with the key each concerns: whether this run took them
+    or found them done in IAM (a run that stopped after its AWS call and before its status
+    commit). The caller leaves out the ones this run's own actions name.
+
+    Only the moves of one rotation count, each from the key the record already named: a key
+    that vanished outside a rotation, or one adopted anew, is not a step.
+    """
+    if before is None or after is None or before.old_key is None:
+        return ()
+    old, new = before.old_key, before.new_key
+    steps: list[tuple[ActionKind, str]] = []
+    if new is None:
+        if after.phase in _STARTED and after.old_key == old and after.new_key:
+            steps.append((ActionKind.CREATE_KEY, after.new_key))
+            if after.phase == Phase.DEACTIVATED:
+                steps.append((ActionKind.DEACTIVATE_KEY, old))
+        return tuple(steps)
+    if before.phase == Phase.AWAITING_USE and after.phase == Phase.DEACTIVATED:
+        if after.old_key == old:
+            steps.append((ActionKind.DEACTIVATE_KEY, old))
+    elif before.phase == Phase.DEACTIVATED and after.phase == Phase.ROLLED_BACK:
+        if after.old_key == old:
+            steps.append((ActionKind.REACTIVATE_KEY, old))
+    elif before.phase in _STARTED and after.phase == Phase.CURRENT and after.old_key == new:
+        if before.phase == Phase.AWAITING_USE:
+            steps.append((ActionKind.DEACTIVATE_KEY, old))
+        steps.append((ActionKind.DELETE_KEY, old))
+    return tuple(steps)
