@@ -11,7 +11,6 @@ import os
 import selectors
 import subprocess
 import sys
-import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
@@ -19,13 +18,11 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, overload
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
-import boto3
-import botocore.session
-
 from controller.errors import KeyrotorError
+from controller.sandbox.clients import AdminClients
 from controller.sandbox.config import (
     ADMIN_ACCESS_KEY_ID,
     ADMIN_SECRET_ACCESS_KEY,
@@ -42,13 +39,7 @@ from controller.sandbox.config import (
 )
 
 if TYPE_CHECKING:
-    from botocore.client import BaseClient
-    from botocore.config import Config
-    from mypy_boto3_iam import IAMClient
-    from mypy_boto3_organizations import OrganizationsClient
-    from mypy_boto3_secretsmanager import SecretsManagerClient
-    from mypy_boto3_ssm import SSMClient
-    from mypy_boto3_sts import STSClient
+    pass
 
 #: Variables that would make boto3 sign with something other than the sandbox's credentials,
 #: send requests elsewhere, or wait on a metadata service that is not there.
@@ -137,7 +128,7 @@ class RecordedCall:
         return f"{self.service} {self.action}"
 
 
-class Sandbox:
+class Sandbox(AdminClients):
     """A running sandbox server. Create with `Sandbox.launch()` or `start_sandbox()`.
 
     The clock methods return and accept time-zone-aware datetimes only: the server's clock is
@@ -151,11 +142,6 @@ class Sandbox:
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or 80
         self.start = start
-        # One session for every client: it caches the service models, which makes a client
-        # ~10 times cheaper to build than with a session of its own. Sessions are not
-        # thread-safe, clients are.
-        self._session: boto3.session.Session | None = None
-        self._session_lock = threading.Lock()
         # A sandbox nobody stopped must not keep a server running after the interpreter exits.
         self._finalizer = weakref.finalize(self, _stop_process, process)
 
@@ -304,88 +290,6 @@ class Sandbox:
         base = os.environ if base is None else base
         return apply_env(self.env(base), base)
 
-    @overload
-    def client(
-        self,
-        service: Literal["iam"],
-        access_key_id: str | None = None,
-        secret_access_key: str | None = None,
-        *,
-        config: Config | None = None,
-    ) -> IAMClient: ...
-    @overload
-    def client(
-        self,
-        service: Literal["sts"],
-        access_key_id: str | None = None,
-        secret_access_key: str | None = None,
-        *,
-        config: Config | None = None,
-    ) -> STSClient: ...
-    @overload
-    def client(
-        self,
-        service: Literal["secretsmanager"],
-        access_key_id: str | None = None,
-        secret_access_key: str | None = None,
-        *,
-        config: Config | None = None,
-    ) -> SecretsManagerClient: ...
-    @overload
-    def client(
-        self,
-        service: Literal["ssm"],
-        access_key_id: str | None = None,
-        secret_access_key: str | None = None,
-        *,
-        config: Config | None = None,
-    ) -> SSMClient: ...
-    @overload
-    def client(
-        self,
-        service: Literal["organizations"],
-        access_key_id: str | None = None,
-        secret_access_key: str | None = None,
-        *,
-        config: Config | None = None,
-    ) -> OrganizationsClient: ...
-    @overload
-    def client(
-        self,
-        service: str,
-        access_key_id: str | None = None,
-        secret_access_key: str | None = None,
-        *,
-        config: Config | None = None,
-    ) -> BaseClient: ...
-    def client(
-        self,
-        service: str,
-        access_key_id: str | None = None,
-        secret_access_key: str | None = None,
-        *,
-        config: Config | None = None,
-    ) -> BaseClient:
-        """A boto3 client for the sandbox, signed as the admin unless a key pair is given.
-
-        Credentials go to the client itself, so neither the environment nor boto3's default
-        session (which caches the credentials it first found) can change who it signs as.
-        """
-        if (access_key_id is None) != (secret_access_key is None):
-            raise ValueError("give both access_key_id and secret_access_key, or neither")
-        with self._session_lock:
-            if self._session is None:
-                self._session = _isolated_session()
-            client: BaseClient = self._session.client(  # type: ignore[call-overload]
-                service,
-                region_name=REGION,
-                endpoint_url=self._endpoint_url,
-                aws_access_key_id=access_key_id or ADMIN_ACCESS_KEY_ID,
-                aws_secret_access_key=secret_access_key or ADMIN_SECRET_ACCESS_KEY,
-                config=config,
-            )
-        return client
-
     def create_user_with_key(self, user_name: str, *, path: str = "/") -> AccessKeyPair:
         """Seed a user that has one active key, as the starting point of most rotations."""
         iam = self.client("iam")
@@ -484,22 +388,6 @@ def _child_env() -> dict[str, str | None]:
     changes: dict[str, str | None] = dict.fromkeys(ENV_VARS_TO_CLEAR)
     changes["MOTO_ACCOUNT_ID"] = None
     return changes
-
-
-def _isolated_session() -> boto3.session.Session:
-    """A session that reads no profile, config or credentials file.
-
-    A developer's `AWS_PROFILE` or `~/.aws/config` (a missing profile, a custom endpoint, a
-    retry mode) must not change how the harness talks to the sandbox.
-    """
-    core = botocore.session.Session(
-        session_vars={
-            "profile": (None, None, None, None),
-            "config_file": (None, None, os.devnull, None),
-            "credentials_file": (None, None, os.devnull, None),
-        }
-    )
-    return boto3.session.Session(botocore_session=core, region_name=REGION)
 
 
 def _await_ready(process: subprocess.Popen[bytes], timeout: float) -> str:

@@ -39,28 +39,17 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, overload
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
-import boto3
-import botocore.session
-
 from controller.sandbox import (
-    ADMIN_ACCESS_KEY_ID,
-    ADMIN_SECRET_ACCESS_KEY,
-    REGION,
     Sandbox,
     apply_env,
 )
+from controller.sandbox.clients import AdminClients
 
 if TYPE_CHECKING:
     import pytest
-    from botocore.client import BaseClient
-    from botocore.config import Config
-    from mypy_boto3_iam import IAMClient
-    from mypy_boto3_secretsmanager import SecretsManagerClient
-    from mypy_boto3_ssm import SSMClient
-    from mypy_boto3_sts import STSClient
 
 
 class Fault(enum.Enum):
@@ -221,7 +210,7 @@ class _Answer:
     body: bytes
 
 
-class FaultProxy:
+class FaultProxy(AdminClients):
     """A reverse proxy on a loopback port in front of `upstream` (the sandbox's URL).
 
     `seed` seeds the generator behind `Rule.probability` and fault tuples. `sleep` waits out a
@@ -396,78 +385,6 @@ class FaultProxy:
         the proxy."""
         base = os.environ if base is None else base
         return apply_env(self.env(sandbox, base), base)
-
-    @overload
-    def client(
-        self,
-        service: Literal["iam"],
-        access_key_id: str | None = None,
-        secret_access_key: str | None = None,
-        *,
-        config: Config | None = None,
-    ) -> IAMClient: ...
-    @overload
-    def client(
-        self,
-        service: Literal["sts"],
-        access_key_id: str | None = None,
-        secret_access_key: str | None = None,
-        *,
-        config: Config | None = None,
-    ) -> STSClient: ...
-    @overload
-    def client(
-        self,
-        service: Literal["secretsmanager"],
-        access_key_id: str | None = None,
-        secret_access_key: str | None = None,
-        *,
-        config: Config | None = None,
-    ) -> SecretsManagerClient: ...
-    @overload
-    def client(
-        self,
-        service: Literal["ssm"],
-        access_key_id: str | None = None,
-        secret_access_key: str | None = None,
-        *,
-        config: Config | None = None,
-    ) -> SSMClient: ...
-    @overload
-    def client(
-        self,
-        service: str,
-        access_key_id: str | None = None,
-        secret_access_key: str | None = None,
-        *,
-        config: Config | None = None,
-    ) -> BaseClient: ...
-    def client(
-        self,
-        service: str,
-        access_key_id: str | None = None,
-        secret_access_key: str | None = None,
-        *,
-        config: Config | None = None,
-    ) -> BaseClient:
-        """A boto3 client that talks to AWS through the proxy, signed as the sandbox admin."""
-        core = botocore.session.Session(
-            session_vars={
-                "profile": (None, None, None, None),
-                "config_file": (None, None, os.devnull, None),
-                "credentials_file": (None, None, os.devnull, None),
-            }
-        )
-        session = boto3.session.Session(botocore_session=core, region_name=REGION)
-        client: BaseClient = session.client(  # type: ignore[call-overload]
-            service,
-            region_name=REGION,
-            endpoint_url=self.endpoint_url,
-            aws_access_key_id=access_key_id or ADMIN_ACCESS_KEY_ID,
-            aws_secret_access_key=secret_access_key or ADMIN_SECRET_ACCESS_KEY,
-            config=config,
-        )
-        return client
 
     # --- the handler's side --------------------------------------------------------------------
 
