@@ -82,6 +82,12 @@ def _accounts(sub: argparse.ArgumentParser) -> None:
         help="accounts observed and applied at once (default: 4)",
     )
     sub.add_argument(
+        "--list-users",
+        action="store_true",
+        help="list every account's users with their tags (GetAccountAuthorizationDetails, "
+        "1000 a page), not only where a selector or the guardrails choose users by tag",
+    )
+    sub.add_argument(
         "--shard",
         metavar="I/N",
         help="only the accounts of shard I of N (a GitHub Actions matrix; see `keyrotor accounts`)",

@@ -90,6 +90,8 @@ class RunContext:
     run_id: str = ""
     # Accounts observed and applied at once (a bounded pool of threads).
     parallel: int = 4
+    # List every account's users with their tags, not only where a choice of users needs them.
+    list_users: bool = False
     # Only the accounts of this shard of a GitHub Actions matrix (None: every account).
     shard: Shard | None = None
     # The guardrails in force, loaded once at the edge (None: none, and the CLI warned so).

@@ -91,6 +91,10 @@ class ObservedUser:
     targets: tuple[TargetReading, ...] = ()
     path: str = "/"
     tags: Mapping[str, str] = field(default_factory=dict)
+    # False: the user's tags were not read (its account was not listed and nothing was due), so
+    # which keys are keyrotor's is known only from status: the planner carries a quiet user's
+    # status forward and takes no step on it.
+    tags_read: bool = True
 
     def key(self, key_id: str | None) -> ObservedKey | None:
         return next((k for k in self.keys if k.id == key_id), None)

@@ -81,6 +81,16 @@ def _rolled_back(f: _F) -> str:
     )
 
 
+def _gone(f: _F, fact: str = "key") -> str:
+    """A key status names that IAM does not list: by its id only where IAM's tags record it."""
+    if not f.has(fact):
+        return (
+            "that status names is not in IAM, and IAM has no record of it (deleted outside "
+            "keyrotor, or a status that is wrong)"
+        )
+    return f"{f.s(fact)} was deleted outside keyrotor"
+
+
 def _user_missing(f: _F) -> str:
     gone = " any more (deleted outside keyrotor)" if f.flag("known") else ""
     return f"IAM user {f.s('user')} does not exist{gone}"
@@ -345,7 +355,7 @@ _RENDER: dict[Reason, Callable[[_F], str]] = {
         "it. Reactivate it or delete it; keyrotor will not rotate an inactive key"
     ),
     Reason.NO_WORKING_KEY: lambda f: (
-        f"new key {f.s('new')} was deleted outside keyrotor and old key {f.s('old')} is "
+        f"new key {_gone(f, 'new')} and old key {f.s('old')} is "
         f"inactive: {f.s('user')} has no working key. Reactivate {f.s('old')} now (aws iam "
         f"update-access-key --user-name {f.s('user')} --access-key-id {f.s('old')} --status "
         "Active); keyrotor then starts a fresh rotation"
@@ -402,11 +412,10 @@ _RENDER: dict[Reason, Callable[[_F], str]] = {
         f"key {f.s('key')}, created by an interrupted run and stored in every target, is "
         "recorded now"
     ),
-    Reason.OLD_KEY_DELETED: lambda f: f"old key {f.s('key')} was deleted outside keyrotor",
-    Reason.KEY_DELETED: lambda f: f"key {f.s('key')} was deleted outside keyrotor",
+    Reason.OLD_KEY_DELETED: lambda f: f"old key {_gone(f)}",
+    Reason.KEY_DELETED: lambda f: f"key {_gone(f)}",
     Reason.NEW_KEY_DELETED: lambda f: (
-        f"new key {f.s('key')} was deleted outside keyrotor; targets may hold a key that no "
-        "longer works"
+        f"new key {_gone(f)}; targets may hold a key that no longer works"
     ),
     Reason.APPROVAL_REFUSED: _approval_refused,
     Reason.APPROVAL_UNVERIFIED: lambda f: (

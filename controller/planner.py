@@ -241,7 +241,8 @@ def plan_policy(
         if quiet is not None:
             users.append(UserPlan(policy.name, name, quiet))
             continue
-        user = narrow(
+        untagged = _untagged(policy, name, observation.users[name], prior, now)
+        user = untagged or narrow(
             policy,
             name,
             observation.users[name],
@@ -332,9 +333,16 @@ def _quiet(
     yet due, nothing in progress, read from the credential report alone. Their status follows
     directly; `narrow` would take the same path to `Situation.CURRENT`, a few times slower (a
     test checks that both agree). Anything else, however small, goes through `narrow`.
+
+    A user whose tags were not read (`ObservedUser.tags_read`) is quiet when the one key the
+    report shows is the one status names, by its creation time: status's word, which only
+    carries the user forward; the key's age, which decides when a step is due, is IAM's. An
+    approval is then no reason to narrow: it matters only to a key that is due.
     """
-    if observed is None or prior is None or approval is not None or observed.targets:
+    if observed is None or prior is None or observed.targets:
         return None
+    if approval is not None and observed.tags_read:
+        return None  # `narrow` judges it (an approval matters only to a due key: see below)
     if prior.phase != Phase.CURRENT or prior.hold or prior.new_key or prior.intent_at:
         return None
     if len(observed.keys) != 1:
@@ -344,17 +352,45 @@ def _quiet(
         return None
     if now >= key.created + policy.max_key_age:
         return None
-    own = ownership.parse(observed.tags)
-    if not own.recorded or own.intent is not None or not own.owns(key.id, key.created):
-        return None
-    status = replace(
-        prior,
-        overdue_at=key.created + policy.max_key_age,
-        intent_at=None,
-        old_key=key.id,
-        old_key_created=key.created,
-    )
+    if observed.tags_read:
+        own = ownership.parse(observed.tags)
+        if not own.recorded or own.intent is not None or not own.owns(key.id, key.created):
+            return None
+    elif not _same_second(key.created, prior.old_key_created):
+        return None  # not the key status names: see `_untagged`
+    status = prior  # `intent_at` is None and `old_key` is the key's, as checked above
+    overdue_at = key.created + policy.max_key_age
+    if prior.overdue_at != overdue_at or prior.old_key_created != key.created:
+        status = replace(prior, overdue_at=overdue_at, old_key_created=key.created)
     return lifecycle.current(status, key.id, key.created, policy)
+
+
+def _untagged(
+    policy: Policy,
+    name: str,
+    observed: ObservedUser | None,
+    prior: UserStatus | None,
+    now: datetime,
+) -> _User | None:
+    """A user whose tags were not read and who is not quiet: a safeguard, as the reader reads
+    such a user live. Without its tags nothing says which keys are keyrotor's (narrowing would
+    take every key for one to adopt), so it waits, its status as it was."""
+    if observed is None or observed.tags_read or not observed.keys:
+        return None  # no key, none to adopt: `narrow` needs no tags to say so
+    status = prior or UserStatus(phase=Phase.BLOCKED)
+    return _User(
+        policy, name, now, Situation.NOT_READ_LIVE, status, observed, known=prior is not None
+    )
+
+
+def _recorded_id(own: ownership.Ownership, key_id: str) -> str | None:
+    """A key id status names, if IAM's tags record it as keyrotor's; otherwise None."""
+    return key_id if key_id in own.keys else None
+
+
+def _same_second(a: datetime, b: datetime | None) -> bool:
+    """The credential report gives creation times to the second."""
+    return b is not None and a.replace(microsecond=0) == b.replace(microsecond=0)
 
 
 # --- narrowing: from IAM's keys and status to the user's situation -----------------------------
@@ -530,21 +566,19 @@ def narrow(
         old, new = new, old
 
     # 4. Keys keyrotor knew that vanished.
+    #    Status is not AWS: a key it names is only named back where IAM's tags record it too.
     if status.old_key and status.old_key not in keys:
+        gone: Facts = {"key": _recorded_id(own, status.old_key)}
         if new is not None or old is not None:
             if status.phase != Phase.DEACTIVATED:
-                notes.append(
-                    user.finding(FindingKind.DRIFT, Reason.OLD_KEY_DELETED, {"key": status.old_key})
-                )
+                notes.append(user.finding(FindingKind.DRIFT, Reason.OLD_KEY_DELETED, gone))
         else:
-            notes.append(
-                user.finding(FindingKind.DRIFT, Reason.KEY_DELETED, {"key": status.old_key})
-            )
+            notes.append(user.finding(FindingKind.DRIFT, Reason.KEY_DELETED, gone))
         if old is None and new is not None:
             old, new = new, None
         status = lifecycle.promoted(status, old.id if old else None, old.created if old else None)
     if status.new_key and status.new_key not in keys:
-        lost = status.new_key
+        lost = _recorded_id(own, status.new_key)
         notes.append(user.finding(FindingKind.DRIFT, Reason.NEW_KEY_DELETED, {"key": lost}))
         status = lifecycle.new_key_lost(status)
         if old is not None and not old.active:

@@ -27,7 +27,8 @@ ACCOUNT_A, ACCOUNT_B = "111111111111", "222222222222"
 DAY80 = advance(T0, days=80)
 
 
-def policy_for(account: str, name: str, path: str = "/svc/") -> str:
+def policy_for(account: str, name: str, path: str = "/svc/", selector: str = "") -> str:
+    selector = selector or f"{{pathPrefix: {path}}}"
     return textwrap.dedent(
         f"""\
         apiVersion: keyrotor.dev/v1
@@ -38,7 +39,7 @@ def policy_for(account: str, name: str, path: str = "/svc/") -> str:
           account:
             roleArn: arn:aws:iam::{account}:role/keyrotor
           users:
-            selector: {{pathPrefix: {path}}}
+            selector: {selector}
           maxKeyAge: 90d
           targets:
             - type: aws-secrets-manager
@@ -67,12 +68,19 @@ def adopted(
 
 
 def seed(
-    aws: Sandbox, account: str, prefix: str, count: int, created: datetime, policy: str
+    aws: Sandbox,
+    account: str,
+    prefix: str,
+    count: int,
+    created: datetime,
+    policy: str,
+    tags: dict[str, str] | None = None,
 ) -> list[tuple[str, str, datetime]]:
     seeds = (
         UserSeed(
             f"{prefix}-{i:05d}",
             path="/svc/",
+            tags=tags,
             key_created=created,
             own_key=True,
             secret_id=f"{policy}/{prefix}-{i:05d}/aws",
@@ -89,7 +97,26 @@ def iam_calls(aws: Sandbox) -> list[str]:
     return [c.action for c in aws.requests() if c.service == "iam"]
 
 
-def test_a_no_op_plan_reads_thousands_of_users_in_pages(
+PER_USER_CALLS = {"ListAccessKeys", "GetUser", "ListUserTags", "GetAccessKeyLastUsed"}
+
+
+def test_a_no_op_plan_selecting_by_tag_reads_thousands_of_users_in_pages(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.seed_policy(policy_for(ACCOUNT_A, "svc", selector="{tags: {team: svc}}"))
+    team = {"team": "svc"}
+    users = seed(world.aws, ACCOUNT_A, "u", 2500, advance(T0, days=-10), "svc", tags=team)
+    adopted(world, "svc", ACCOUNT_A, users)
+    world.aws.clear_requests()
+    assert world.cli("plan", "--detailed-exitcode", now=T0) == 0
+    calls = iam_calls(world.aws)
+    assert calls.count("GetAccountAuthorizationDetails") == 3  # pages of 1000
+    assert len(calls) <= 3 + 3, calls  # 3 + ceil(N/1000), whatever N
+    assert not PER_USER_CALLS & set(calls)
+    assert "u-02499: Current" in capsys.readouterr().out
+
+
+def test_a_no_op_plan_selecting_by_path_reads_only_the_credential_report(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
     world.seed_policy(policy_for(ACCOUNT_A, "svc"))
@@ -98,9 +125,9 @@ def test_a_no_op_plan_reads_thousands_of_users_in_pages(
     world.aws.clear_requests()
     assert world.cli("plan", "--detailed-exitcode", now=T0) == 0
     calls = iam_calls(world.aws)
-    assert calls.count("GetAccountAuthorizationDetails") == 3  # pages of 1000
-    assert len(calls) <= 3 + 3, calls  # 3 + ceil(N/1000), whatever N
-    assert not {"ListAccessKeys", "GetUser", "ListUserTags", "GetAccessKeyLastUsed"} & set(calls)
+    assert set(calls) <= {"GenerateCredentialReport", "GetCredentialReport"}, calls
+    assert len(calls) <= 3, calls
+    assert "u-02499: Current" in capsys.readouterr().out
 
 
 def two_accounts(world: World) -> None:
@@ -272,3 +299,19 @@ def test_a_policy_over_an_organizational_unit_rotates_in_every_member_account(
     for account in members:
         assert keys_in(world.aws, account, "bot-00000") == 2
     assert sorted(p.name for p in (world.fresh_clone() / "status" / "fleet").iterdir()) == members
+
+
+def test_a_named_user_created_since_the_credential_report_is_read_live_and_adopted(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support.world import USER
+
+    world.seed_policy()
+    assert world.cli("plan", now=T0) == 0  # IAM generates the report: no such user yet
+    assert f"IAM user {USER} does not exist" in capsys.readouterr().out
+    key = world.seed_user(at=advance(T0, hours=1))
+    world.aws.clear_requests()
+    assert world.cli("apply", now=advance(T0, hours=1)) == 0  # the same report, served again
+    calls = iam_calls(world.aws)
+    assert "GetUser" in calls and "GetAccountAuthorizationDetails" not in calls
+    assert f"adopt-key {key} of {USER}" in capsys.readouterr().out

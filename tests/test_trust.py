@@ -177,3 +177,45 @@ def test_a_status_contradicting_aws_is_reported_even_for_a_suspended_policy(
     main(["plan", "--repo", str(world.clone), "--now", advance(T0, days=31).isoformat()])
     out = capsys.readouterr().out
     assert "* drift: status names key" in out
+
+
+FORGED_ID = "AKIAFORGED0000000000"
+
+
+@pytest.mark.parametrize("listing", [(), ("--list-users",)], ids=["report", "listed"])
+def test_a_key_id_only_a_forged_status_names_is_never_printed(
+    world: World, capsys: pytest.CaptureFixture[str], listing: tuple[str, ...]
+) -> None:
+    """Users nothing is happening to are planned from the credential report, which has no key
+    ids: status names their key (matched by CreateDate), and that name is never repeated; nor
+    is it in the drift a listing, or the live read once the key is due, finds."""
+    forge_status(world, lambda doc: doc.update(oldKey=FORGED_ID))  # the real key's CreateDate
+    capsys.readouterr()
+    day31, day80 = advance(T0, days=31).isoformat(), DAY80.isoformat()
+    said = []
+    for argv, now in (
+        (["plan"], day31),
+        (["plan", "--format", "json"], day31),
+        (["apply", "--dry-run"], day31),
+        (["apply"], day31),
+        (["apply"], day80),  # due: read live, tags and all
+    ):
+        main([*argv, *listing, "--repo", str(world.clone), "--now", now])
+        out = capsys.readouterr()
+        assert FORGED_ID not in out.out + out.err, argv
+        said.append(out.out)
+    # The drift is found (by the listing at once, by the live read once due), without the id.
+    assert "old key that status names is not in IAM" in "".join(said)
+
+
+def test_a_forged_key_id_is_found_out_when_the_key_is_due_and_nothing_is_lost(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    forge_status(world, lambda doc: doc.update(oldKey=FORGED_ID))
+    (real,) = world.iam_keys()
+    world.aws.clear_requests()
+    capsys.readouterr()
+    main(["apply", "--repo", str(world.clone), "--now", DAY80.isoformat()])
+    assert "drift: ci-deployers/deploy-bot: old key" in capsys.readouterr().out
+    assert deletes(world) == []
+    assert world.iam_keys()[real] == "Active" and len(world.iam_keys()) == 2

@@ -2,31 +2,36 @@
 
 Read-only calls only (plan must never write), and as few as a decision needs. Per account:
 
-- the users, their paths and tags, from `GetAccountAuthorizationDetails` pages (1000 a page),
-  and every user's keys from the credential report (`controller.aws.snapshot.read_account`):
-  3 + ceil(N/1000) IAM calls for N users, however many users there are;
-- the keys of a user read live (`ListAccessKeys`, `GetAccessKeyLastUsed`) only where a step may
-  be due: a key at rotation age, two keys or an inactive one, a rotation in progress in status,
-  an intent in IAM, a first sight, or a report the user's keys cannot be joined to with
-  certainty (the report has no key ids: keys are named by the creation times keyrotor recorded
-  in the `keyrotor.dev/keys` tag);
+- every user's keys from the credential report (`controller.aws.snapshot.read_account`), and
+  the users themselves either from the report's rows (names, and paths from their ARNs) or,
+  where a policy's selector or the guardrails choose users by tag (`needs_tags`), from
+  `GetAccountAuthorizationDetails` pages with their tags (1000 a page): 3 + ceil(N/1000) IAM
+  calls for N users at most, 3 without the listing, however many users there are;
+- the keys of a user read live (`ListAccessKeys`, `GetAccessKeyLastUsed`, and `ListUserTags`
+  where the account was not listed) only where a step may be due: a key at rotation age, two
+  keys or an inactive one, a rotation in progress in status, an intent in IAM, a first sight,
+  or a report the user's keys cannot be joined to with certainty (the report has no key ids:
+  keys are named by the creation times keyrotor recorded in the `keyrotor.dev/keys` tag, or,
+  in an account not listed, in status);
 - targets only for users read live (and, for `plan`, only their metadata).
 
-Everyone else is decided from the report alone, and such a user's keys are marked not `live`:
-the planner takes no step on them, and the executor re-reads everything live before any step.
+Everyone else is decided from the report alone, and such a user's keys are marked not `live`
+(and, unlisted, its tags not read): the planner takes no step on them, and the executor re-reads
+everything live before any step.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from controller import ownership, targets
 from controller.aws import AWS_ERRORS, describe_error, error_code
-from controller.aws.credential_report import JoinedKey, KeyJoin
-from controller.aws.listing import ListedUser
+from controller.aws.credential_report import Candidate, JoinedKey, KeyJoin
+from controller.aws.listing import ListedUser, Source, get_user, user_tags
 from controller.aws.snapshot import AccountSnapshot, read_account, read_live_keys
 from controller.errors import KeyrotorError
 from controller.guardrails.evaluate import exclusion
@@ -50,12 +55,18 @@ class AwsInventory:
         sleep: Callable[[float], None] = time.sleep,
         guardrails: Guardrails | None = None,
         ambient_account_id: str | None = None,
+        always_list: bool = False,
     ) -> None:
         """`values`: where a target's metadata is missing or out of date, read its value (the
         apply role may; the plan role may not, and `plan` never does). `sleep` waits while IAM
         generates the credential report. A user `guardrails` exclude is given as listed (its
-        path and tags) with no keys: neither its keys nor its targets are read."""
+        path and tags) with no keys: neither its keys nor its targets are read.
+
+        `always_list`: list every account's users with their tags, not only the accounts whose
+        policies or guardrails choose users by tag (`needs_tags`); elsewhere the users come
+        from the credential report alone."""
         self.guardrails = guardrails
+        self.always_list = always_list
         self.ambient_account_id = ambient_account_id
         self.services = services
         self.sessions = services.sessions
@@ -75,7 +86,16 @@ class AwsInventory:
         try:
             iam = self.sessions.iam(account)
             account_id = self.sessions.account_id(account)
-            snapshot = read_account(iam, sleep=self.sleep, path_prefixes=_prefixes(policies))
+            if self.always_list or needs_tags(policies, self.guardrails):
+                snapshot = read_account(iam, sleep=self.sleep, path_prefixes=_prefixes(policies))
+            else:
+                snapshot = read_account(
+                    iam,
+                    sleep=self.sleep,
+                    path_prefixes=_prefixes(policies),
+                    list_tags=False,
+                    candidates_of=StatusCandidates(policies, account_id, hint),
+                )
         except AWS_ERRORS as exc:
             return _failed(policies, describe_error(exc), account_id)
         except KeyrotorError as exc:
@@ -108,8 +128,15 @@ class AwsInventory:
         now: datetime,
     ) -> dict[str, ObservedUser | None]:
         users: dict[str, ObservedUser | None] = {}
+        tags_read = snapshot.listing.source is not Source.CREDENTIAL_REPORT
         for name in select(policy, snapshot.users):
             listed = snapshot.users.get(name)
+            if listed is None and not tags_read:
+                # Named by the policy, not in the report: created since, or not there at all.
+                listed = get_user(iam, name)
+                if listed is not None:
+                    users[name] = self._live(iam, policy, listed, account_id)
+                    continue
             if listed is None:
                 users[name] = None  # named by the policy, not in IAM
                 continue
@@ -122,11 +149,15 @@ class AwsInventory:
                 ambient_account_id=self.ambient_account_id,
             ):
                 # The planner lists it as excluded; nothing of it is read.
-                users[name] = ObservedUser(name, path=listed.path, tags=listed.tags)
+                users[name] = ObservedUser(
+                    name, path=listed.path, tags=listed.tags, tags_read=tags_read
+                )
                 continue
             join = snapshot.joins.get(name)
             known = prior.users.get(name)
             if needs_live(policy, listed, join, known, now):
+                if not tags_read:
+                    listed = replace(listed, tags=user_tags(iam, name))
                 users[name] = self._live(iam, policy, listed, account_id)
             else:
                 assert join is not None
@@ -135,6 +166,7 @@ class AwsInventory:
                     tuple(_from_report(k) for k in join.keys),
                     path=listed.path,
                     tags=listed.tags,
+                    tags_read=tags_read,
                 )
         return users
 
@@ -168,6 +200,57 @@ def select(policy: Policy, listed: Mapping[str, ListedUser]) -> list[str]:
             if all(user.tags.get(k) == v for k, v in sel.tags.items()):
                 names.add(user.name)
     return sorted(names - set(sel.exclude))
+
+
+def needs_tags(policies: Iterable[Policy], guardrails: Guardrails | None) -> bool:
+    """Whether choosing the users of `policies` needs every user's tags, i.e. the listing.
+
+    A policy's tag selector does, and so do guardrails that deny users by tag: both must be
+    judged on every user. Otherwise the report names the users and their paths (in their ARNs),
+    and only the users read live have their tags read (`ListUserTags`), where ownership decides.
+    """
+    if guardrails is not None and guardrails.users.deny_tags:
+        return True
+    return any(policy.users.tags for policy in policies)
+
+
+class StatusCandidates:
+    """The report's keys named by the key ids status last recorded, for accounts not listed.
+
+    Only a `Current` user's one key is named (`oldKey`, `oldKeyCreated`); any other user is given
+    no candidate, so its join is not certain and it is read live. Status is the branch's word,
+    not AWS's: it only lets a user nothing is happening to be carried forward; whoever may have
+    a step due is read live, tags included, and no step is decided on the report alone.
+    Status is looked up when the join needs it, after the report has arrived.
+    """
+
+    def __init__(
+        self,
+        policies: Sequence[Policy],
+        account_id: str,
+        hint: Callable[[Policy, str], PolicyStatus],
+    ) -> None:
+        self._policies = policies
+        self._account_id = account_id
+        self._hint = hint
+        self._known: dict[str, tuple[Candidate, ...]] | None = None
+
+    def __call__(self, user: ListedUser) -> tuple[Candidate, ...]:
+        if self._known is None:
+            self._known = {}
+            for policy in self._policies:
+                for name, status in self._hint(policy, self._account_id).users.items():
+                    named = set(self._known.get(name, ())) | set(_candidates(status))
+                    self._known[name] = tuple(sorted(named, key=lambda c: (c.created, c.key_id)))
+        return self._known.get(user.name, ())
+
+
+def _candidates(status: UserStatus) -> tuple[Candidate, ...]:
+    if status.phase != Phase.CURRENT or status.new_key or status.hold or status.intent_at:
+        return ()
+    if status.old_key is None or status.old_key_created is None:
+        return ()
+    return (Candidate(status.old_key, status.old_key_created),)
 
 
 def needs_live(

@@ -98,12 +98,26 @@ def _from_list_users(iam: Any, prefixes: tuple[str, ...], page_size: int) -> Ite
     for prefix in prefixes:
         for page in _pages(iam.list_users, PathPrefix=prefix, MaxItems=page_size):
             for user in page.get("Users", ()):
-                tags: dict[str, str] = {}
-                for tag_page in _pages(
-                    iam.list_user_tags, UserName=user["UserName"], MaxItems=page_size
-                ):
-                    tags.update(_tags(tag_page.get("Tags", ())))
-                yield _listed(user, tags)
+                yield _listed(user, user_tags(iam, user["UserName"], page_size))
+
+
+def get_user(iam: Any, name: str) -> ListedUser | None:
+    """One user by name (`GetUser`) with its tags (`ListUserTags`), or None if IAM has none."""
+    try:
+        user = iam.get_user(UserName=name)["User"]
+    except AWS_ERRORS as exc:
+        if error_code(exc) == "NoSuchEntity":
+            return None
+        raise
+    return _listed(user, user_tags(iam, name))
+
+
+def user_tags(iam: Any, name: str, page_size: int = MAX_PAGE) -> dict[str, str]:
+    """One user's tags (`ListUserTags` pages). Raises botocore's ClientError for the caller."""
+    tags: dict[str, str] = {}
+    for page in _pages(iam.list_user_tags, UserName=name, MaxItems=page_size):
+        tags.update(_tags(page.get("Tags", ())))
+    return tags
 
 
 def _pages(call: Any, **params: Any) -> Iterator[dict[str, Any]]:

@@ -53,6 +53,7 @@ def run_context(args: argparse.Namespace, *, guardrails: bool = False) -> RunCon
         push=not getattr(args, "no_push", False),
         run_id=run_id,
         parallel=getattr(args, "parallel", 4),
+        list_users=getattr(args, "list_users", False),
         shard=Shard.parse(shard) if shard else None,
         guardrails=loaded,
         check_env=dict(env),  # one snapshot, taken here
