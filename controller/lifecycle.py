@@ -137,6 +137,19 @@ def _said(status: UserStatus, phase: Phase, reason: Reason, facts: Facts) -> Use
 
 def current(status: UserStatus, key: str, created: datetime, policy: Policy) -> UserStatus:
     """One managed active key, not yet due: the next step is its successor at rotation age."""
+    next_at = created + policy.rotate_at_age
+    if (
+        status.phase is Phase.CURRENT
+        and status.reason is Reason.KEY_CURRENT
+        and status.old_key == key
+        and status.old_key_created == created
+        and status.new_key is None
+        and status.new_key_created is None
+        and status.next_step == ActionKind.CREATE_KEY
+        and status.next_at == next_at
+        and status.message == messages.render(Reason.KEY_CURRENT, {"key": key})
+    ):
+        return status  # says so already: most users of a large account, on most runs
     return _said(
         replace(
             status,
@@ -145,7 +158,7 @@ def current(status: UserStatus, key: str, created: datetime, policy: Policy) -> 
             new_key=None,
             new_key_created=None,
             next_step=str(ActionKind.CREATE_KEY),
-            next_at=created + policy.rotate_at_age,
+            next_at=next_at,
         ),
         Phase.CURRENT,
         Reason.KEY_CURRENT,

@@ -221,11 +221,24 @@ def _observe_and_plan(
     ambient = _ambient_account(ctx) if guardrails is not None else None
     allowed, refused = _judge(ctx, ws.policies, guardrails, ambient)
     inventory = AwsInventory(
-        services, values=run_checks, guardrails=guardrails, ambient_account_id=ambient
+        services,
+        values=run_checks,
+        guardrails=guardrails,
+        ambient_account_id=ambient,
+        always_list=ctx.list_users,
     )
-    groups = accounts.resolve(ctx.sessions, allowed, ctx.shard)
+    # The status files are parsed while AWS answers (its answers are mostly waiting); the
+    # inventory's hints wait for that, rather than parse the same files a second time.
+    loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="status")
+    preloaded = loader.submit(ws.tree.preload)
+    try:
+        groups = accounts.resolve(ctx.sessions, allowed, ctx.shard)
+    except BaseException:
+        loader.shutdown(cancel_futures=True)
+        raise
 
     def hint(policy: Policy, account_id: str) -> PolicyStatus:
+        preloaded.result()
         return ws.tree.policy(policy.name, account_id or None).status
 
     def observe(group: accounts.AccountGroup) -> dict[str, PolicyObservation]:
@@ -233,9 +246,7 @@ def _observe_and_plan(
             return {p.name: PolicyObservation(p.name, error=group.error) for p in group.policies}
         return inventory.observe(group.policies, ctx.now, hint)
 
-    # The status files are parsed while AWS answers (its answers are mostly waiting).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="status") as loader:
-        preloaded = loader.submit(ws.tree.preload)
+    with loader:
         if ctx.parallel > 1 and len(groups) > 1:
             with ThreadPoolExecutor(max_workers=ctx.parallel, thread_name_prefix="observe") as pool:
                 observations = list(pool.map(observe, groups))

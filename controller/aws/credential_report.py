@@ -123,18 +123,19 @@ def parse(content: bytes | str, *, generated_at: datetime) -> CredentialReport:
     line and column, so a format change at AWS shows up as an error, not as wrong decisions.
     """
     text = content.decode("utf-8-sig") if isinstance(content, bytes) else content
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
-        header = reader.fieldnames or []
+        header = next(reader, [])
         missing = [name for name in REQUIRED_COLUMNS if name not in header]
         if missing:
             raise CredentialReportError(
                 f"the credential report lacks the column(s) {', '.join(missing)}; "
                 "keyrotor cannot read this report format"
             )
+        columns = _Columns({name: header.index(name) for name in REQUIRED_COLUMNS})
         rows: dict[str, ReportRow] = {}
         for record in reader:
-            row = _row(record, line=reader.line_num)
+            row = columns.row(record, line=reader.line_num)
             if row is None:
                 continue
             if row.user in rows:
@@ -149,53 +150,63 @@ def parse(content: bytes | str, *, generated_at: datetime) -> CredentialReport:
     return CredentialReport(_utc_second(generated_at), rows)
 
 
-def _row(record: Mapping[str, str | None], *, line: int) -> ReportRow | None:
-    def field(name: str) -> str:
-        value = record.get(name)
-        if value is None:
-            raise CredentialReportError(f"credential report line {line}: {name} is missing")
-        return value
+class _Columns:
+    """Reads the report's rows by the positions its header gave the columns keyrotor needs."""
 
-    user = field("user")
-    if user == ROOT_ROW:
-        return None
+    def __init__(self, at: Mapping[str, int]) -> None:
+        self.at = at
+        self.width = max(at.values()) + 1
 
-    def date(name: str) -> datetime | None:
-        value = field(name)
-        if value in _NO_DATE:
+    def row(self, record: list[str], *, line: int) -> ReportRow | None:
+        if len(record) < self.width:
+            short = min((i, n) for n, i in self.at.items() if i >= len(record))[1]
+            raise CredentialReportError(f"credential report line {line}: {short} is missing")
+        at = self.at
+        user = record[at["user"]]
+        if user == ROOT_ROW:
             return None
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            parsed = None
-        if parsed is None or parsed.tzinfo is None:
-            raise CredentialReportError(
-                f"credential report line {line}: {name} is {value!r}, not a date with a zone"
-            )
-        return _utc_second(parsed)
 
-    def flag(name: str) -> bool:
-        value = field(name).lower()
-        if value not in ("true", "false"):
-            raise CredentialReportError(
-                f"credential report line {line}: {name} is {field(name)!r}, not true or false"
-            )
-        return value == "true"
+        def date(name: str) -> datetime | None:
+            value = record[at[name]]
+            if value in _NO_DATE:
+                return None
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                parsed = None
+            if parsed is None or parsed.tzinfo is None:
+                raise CredentialReportError(
+                    f"credential report line {line}: {name} is {value!r}, not a date with a zone"
+                )
+            return _utc_second(parsed)
 
-    def slot(n: int) -> KeySlot:
-        return KeySlot(
-            active=flag(f"access_key_{n}_active"),
-            last_rotated=date(f"access_key_{n}_last_rotated"),
-            last_used=date(f"access_key_{n}_last_used_date"),
+        def flag(name: str) -> bool:
+            value = record[at[name]]
+            lowered = value.lower()
+            if lowered not in ("true", "false"):
+                raise CredentialReportError(
+                    f"credential report line {line}: {name} is {value!r}, not true or false"
+                )
+            return lowered == "true"
+
+        def slot(n: int) -> KeySlot:
+            rotated = date(f"access_key_{n}_last_rotated")
+            active = flag(f"access_key_{n}_active")
+            if rotated is None and not active:
+                used = date(f"access_key_{n}_last_used_date")
+                return _NO_KEY if used is None else KeySlot(False, None, used)
+            return KeySlot(active, rotated, date(f"access_key_{n}_last_used_date"))
+
+        return ReportRow(
+            user=user,
+            arn=record[at["arn"]],
+            user_creation_time=date("user_creation_time"),
+            key_1=slot(1),
+            key_2=slot(2),
         )
 
-    return ReportRow(
-        user=user,
-        arn=field("arn"),
-        user_creation_time=date("user_creation_time"),
-        key_1=slot(1),
-        key_2=slot(2),
-    )
+
+_NO_KEY: Final = KeySlot()
 
 
 def _utc_second(value: datetime) -> datetime:
