@@ -31,12 +31,14 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
+# Three workers on two cores: most of a test's time is the embedded AWS or git answering.
 pytest: $(VENV)/.installed-dev
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest -n 3
 
 test: lint typecheck pytest
 
-# The whole demo, the small benchmark and the soaks: too slow for `make test`; CI runs them too.
+# The whole demo, the small benchmark, the soaks and the longest scenarios: too slow for
+# `make test`; CI runs them too.
 test-slow: $(VENV)/.installed-dev
 	$(BIN)/pytest -n 2 -m slow
 

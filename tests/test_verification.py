@@ -81,6 +81,7 @@ def test_a_full_rotation_under_load_has_no_failed_call(world: World) -> None:
     assert app.calls > 100 and app.failed == 0
 
 
+@pytest.mark.slow  # many runs: make test-slow
 def test_old_key_idle_never_deactivates_while_a_straggler_uses_the_old_key(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -202,6 +203,7 @@ def test_a_check_that_prints_the_secret_has_it_scrubbed_everywhere(
         assert secret not in doc and secret not in out.out and secret not in out.err
 
 
+@pytest.mark.slow  # many runs: make test-slow
 def test_a_person_resumes_a_rolled_back_rotation_and_it_completes(
     world: World, health_of: list[Health], capsys: pytest.CaptureFixture[str]
 ) -> None:
