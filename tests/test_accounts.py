@@ -7,6 +7,7 @@ import json
 import textwrap
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 
 import git
 import pytest
@@ -315,3 +316,22 @@ def test_a_named_user_created_since_the_credential_report_is_read_live_and_adopt
     calls = iam_calls(world.aws)
     assert "GetUser" in calls and "GetAccountAuthorizationDetails" not in calls
     assert f"adopt-key {key} of {USER}" in capsys.readouterr().out
+
+
+def test_a_named_user_created_since_the_report_that_a_guardrail_excludes_is_not_read(
+    world: World, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    rails = tmp_path / "guardrails.yaml"
+    rails.write_text(
+        "apiVersion: keyrotor.dev/v1\nkind: Guardrails\nusers:\n  pathPrefixes: [/ci/]\n"
+    )
+    world.seed_policy()
+    world.cli("plan", "--guardrails", str(rails), now=T0)  # the report: no such user yet
+    world.seed_user(at=advance(T0, hours=1))  # under /, which the guardrails exclude
+    world.aws.clear_requests()
+    capsys.readouterr()
+    world.cli("plan", "--guardrails", str(rails), now=advance(T0, hours=1))
+    calls = iam_calls(world.aws)
+    assert "GetUser" in calls  # the user as a listing would give it: path and tags
+    assert not {"ListAccessKeys", "GetAccessKeyLastUsed"} & set(calls), calls  # no key read
+    assert "excluded" in capsys.readouterr().out

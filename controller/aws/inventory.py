@@ -131,12 +131,11 @@ class AwsInventory:
         tags_read = snapshot.listing.source is not Source.CREDENTIAL_REPORT
         for name in select(policy, snapshot.users):
             listed = snapshot.users.get(name)
-            if listed is None and not tags_read:
+            fetched = listed is None and not tags_read
+            if fetched:
                 # Named by the policy, not in the report: created since, or not there at all.
+                # (Its join is then None: it is read live below, unless excluded.)
                 listed = get_user(iam, name)
-                if listed is not None:
-                    users[name] = self._live(iam, policy, listed, account_id)
-                    continue
             if listed is None:
                 users[name] = None  # named by the policy, not in IAM
                 continue
@@ -156,7 +155,7 @@ class AwsInventory:
             join = snapshot.joins.get(name)
             known = prior.users.get(name)
             if needs_live(policy, listed, join, known, now):
-                if not tags_read:
+                if not tags_read and not fetched:
                     listed = replace(listed, tags=user_tags(iam, name))
                 users[name] = self._live(iam, policy, listed, account_id)
             else:
