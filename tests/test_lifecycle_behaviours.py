@@ -98,6 +98,7 @@ def status_commits(world: World) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # 240 runs: about 140 s on 2 busy cores, past the 120 s default
 def test_a_rotation_run_every_hour_makes_at_most_six_status_commits(world: World) -> None:
     world.seed_policy(CHECKED_MANIFEST)
     world.seed_user(at=T0)
