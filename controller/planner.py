@@ -343,7 +343,7 @@ def _quiet(
         return None
     if approval is not None and observed.tags_read:
         return None  # `narrow` judges it (an approval matters only to a due key: see below)
-    if prior.phase != Phase.CURRENT or prior.hold or prior.new_key or prior.intent_at:
+    if not prior.at_rest:
         return None
     if len(observed.keys) != 1:
         return None

@@ -229,24 +229,20 @@ def _observe_and_plan(
     )
     # The status files are parsed while AWS answers (its answers are mostly waiting); the
     # inventory's hints wait for that, rather than parse the same files a second time.
-    loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="status")
-    preloaded = loader.submit(ws.tree.preload)
-    try:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="status") as loader:
+        preloaded = loader.submit(ws.tree.preload)
         groups = accounts.resolve(ctx.sessions, allowed, ctx.shard)
-    except BaseException:
-        loader.shutdown(cancel_futures=True)
-        raise
 
-    def hint(policy: Policy, account_id: str) -> PolicyStatus:
-        preloaded.result()
-        return ws.tree.policy(policy.name, account_id or None).status
+        def hint(policy: Policy, account_id: str) -> PolicyStatus:
+            preloaded.result()
+            return ws.tree.policy(policy.name, account_id or None).status
 
-    def observe(group: accounts.AccountGroup) -> dict[str, PolicyObservation]:
-        if group.error is not None:
-            return {p.name: PolicyObservation(p.name, error=group.error) for p in group.policies}
-        return inventory.observe(group.policies, ctx.now, hint)
+        def observe(group: accounts.AccountGroup) -> dict[str, PolicyObservation]:
+            if group.error is not None:
+                failed = group.policies
+                return {p.name: PolicyObservation(p.name, error=group.error) for p in failed}
+            return inventory.observe(group.policies, ctx.now, hint)
 
-    with loader:
         if ctx.parallel > 1 and len(groups) > 1:
             with ThreadPoolExecutor(max_workers=ctx.parallel, thread_name_prefix="observe") as pool:
                 observations = list(pool.map(observe, groups))

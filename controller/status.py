@@ -106,6 +106,16 @@ class UserStatus:
     # Why the user is in this phase; `message` is its English, rendered once by the lifecycle.
     reason: Reason | None = None
 
+    @property
+    def at_rest(self) -> bool:
+        """`Current` with nothing in progress: no successor, no intent, no hold."""
+        return (
+            self.phase == Phase.CURRENT
+            and not self.new_key
+            and not self.hold
+            and self.intent_at is None
+        )
+
     def overdue(self, now: datetime) -> bool:
         """The key in service is past maxKeyAge and still active (in the grace period the old
         key is already inactive: that is not overdue)."""

@@ -38,7 +38,7 @@ from controller.guardrails.evaluate import exclusion
 from controller.guardrails.model import Guardrails
 from controller.inventory import ObservedKey, ObservedUser, PolicyObservation
 from controller.policy import Policy
-from controller.status import Phase, PolicyStatus, UserStatus
+from controller.status import PolicyStatus, UserStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -245,7 +245,7 @@ class StatusCandidates:
 
 
 def _candidates(status: UserStatus) -> tuple[Candidate, ...]:
-    if status.phase != Phase.CURRENT or status.new_key or status.hold or status.intent_at:
+    if not status.at_rest:
         return ()
     if status.old_key is None or status.old_key_created is None:
         return ()
@@ -262,7 +262,7 @@ def needs_live(
     """Whether the credential report alone cannot decide this user (see the module docstring)."""
     if join is None or not join.joined or known is None:
         return True
-    if known.phase != Phase.CURRENT or known.new_key or known.hold or known.intent_at:
+    if not known.at_rest:
         return True
     if ownership.parse(listed.tags).intent is not None:
         return True
